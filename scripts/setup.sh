@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv and install stageplan with every extra used by the main job and the tests.
+# torch is pinned and installed first: asking pip for a plain `torch` pulls several GB of CUDA
+# packages, while torch==2.13.0 is the CPU build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,dev]'

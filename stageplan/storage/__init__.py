@@ -1,0 +1,32 @@
+"""Plan storages: where finished transitions, running claims and checkpoints live.
+
+:class:`LocalStorage` keeps a plan in a directory; other back-ends (the Optuna adapter in
+:mod:`integrations.optuna`) implement the same :class:`PlanStorage` protocol.
+"""
+
+from __future__ import annotations
+
+from stageplan.storage._base import (
+    EdgeKey,
+    PlanStorage,
+    Progress,
+    StorageError,
+    StorageMismatchError,
+    TransitionRecord,
+    best_incoming,
+    edge_label,
+)
+from stageplan.storage._local import LocalStorage, atomic_write_json
+
+__all__ = [
+    "EdgeKey",
+    "LocalStorage",
+    "PlanStorage",
+    "Progress",
+    "StorageError",
+    "StorageMismatchError",
+    "TransitionRecord",
+    "atomic_write_json",
+    "best_incoming",
+    "edge_label",
+]

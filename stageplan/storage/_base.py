@@ -1,0 +1,242 @@
+"""The storage protocol the planner reads and writes through, and its records."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "EdgeKey",
+    "PlanStorage",
+    "Progress",
+    "Status",
+    "StorageError",
+    "StorageMismatchError",
+    "TransitionRecord",
+    "edge_label",
+]
+
+EdgeKey = tuple[str, str]
+Status = Literal["complete", "failed"]
+
+
+class StorageError(RuntimeError):
+    """A storage cannot be used (unreachable, not a stageplan store, corrupt record...)."""
+
+
+class StorageMismatchError(StorageError):
+    """A storage holds a plan for another graph, rule or direction."""
+
+
+def edge_label(edge: EdgeKey) -> str:
+    return f"{edge[0]} -> {edge[1]}"
+
+
+def _json_float(x: float | None) -> float | str | None:
+    if x is None or math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _from_json_float(x: Any) -> float | None:
+    if x is None:
+        return None
+    return float(x)
+
+
+@dataclass
+class TransitionRecord:
+    """One finished transition: its curve, the knee decision and the checkpoint it keeps.
+
+    Attributes:
+        source: Name of the source state.
+        target: Name of the target state.
+        status: ``"complete"`` or ``"failed"`` (the transition function raised, reported no
+            value, or broke the protocol; ``error`` says which).
+        values: The validation curve, ``values[0]`` the start checkpoint under the target's
+            settings. Non-finite values are kept as reported.
+        knee_epoch: The epoch the knee rule chose (``None`` when it never decided).
+        checkpoint_epoch: The epoch whose checkpoint is kept (equals ``knee_epoch`` unless that
+            checkpoint was not saved; then the nearest kept epoch).
+        value: ``values[checkpoint_epoch]``: the transition's value V(S_i -> S_j).
+        checkpoint: Storage reference of the kept checkpoint; ``None`` when the transition
+            kept the start weights of an untrained start or saved no checkpoints.
+        decision: The final knee decision as a dict.
+        error: The error text of a failed transition.
+        worker: Who ran it; ``duration_s``: wall time; ``resumed_from``: epoch a resumed run
+            started from.
+    """
+
+    source: str
+    target: str
+    status: Status
+    values: list[float] = field(default_factory=list)
+    knee_epoch: int | None = None
+    checkpoint_epoch: int | None = None
+    value: float | None = None
+    checkpoint: str | None = None
+    decision: dict[str, Any] | None = None
+    error: str | None = None
+    worker: str | None = None
+    duration_s: float | None = None
+    resumed_from: int | None = None
+
+    @property
+    def edge(self) -> EdgeKey:
+        return (self.source, self.target)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained (the curve's length minus the epoch-0 evaluation)."""
+        return max(len(self.values) - 1, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "status": self.status,
+            "values": [_json_float(v) for v in self.values],
+            "knee_epoch": self.knee_epoch,
+            "checkpoint_epoch": self.checkpoint_epoch,
+            "value": _json_float(self.value),
+            "checkpoint": self.checkpoint,
+            "decision": self.decision,
+            "error": self.error,
+            "worker": self.worker,
+            "duration_s": self.duration_s,
+            "resumed_from": self.resumed_from,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TransitionRecord:
+        try:
+            status = data["status"]
+            if status not in ("complete", "failed"):
+                raise ValueError(f"status must be 'complete' or 'failed', got {status!r}")
+            return cls(
+                source=str(data["source"]),
+                target=str(data["target"]),
+                status=status,
+                values=[float(v) for v in data.get("values", [])],
+                knee_epoch=data.get("knee_epoch"),
+                checkpoint_epoch=data.get("checkpoint_epoch"),
+                value=_from_json_float(data.get("value")),
+                checkpoint=data.get("checkpoint"),
+                decision=data.get("decision"),
+                error=data.get("error"),
+                worker=data.get("worker"),
+                duration_s=data.get("duration_s"),
+                resumed_from=data.get("resumed_from"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"malformed transition record {dict(data)!r}: {exc}") from exc
+
+
+@dataclass
+class Progress:
+    """What a running transition has stored so far (used to resume it).
+
+    Attributes:
+        values: Values reported so far (``values[0]`` is epoch 0).
+        checkpoints: Storage references of the kept checkpoints, by epoch.
+        init_checkpoint: Reference of the checkpoint the transition started from.
+    """
+
+    values: list[float] = field(default_factory=list)
+    checkpoints: dict[int, str] = field(default_factory=dict)
+    init_checkpoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": [_json_float(v) for v in self.values],
+            "checkpoints": {str(k): v for k, v in self.checkpoints.items()},
+            "init_checkpoint": self.init_checkpoint,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Progress:
+        return cls(
+            values=[float(v) for v in data.get("values", [])],
+            checkpoints={int(k): str(v) for k, v in dict(data.get("checkpoints", {})).items()},
+            init_checkpoint=data.get("init_checkpoint"),
+        )
+
+
+@runtime_checkable
+class PlanStorage(Protocol):
+    """Where a plan's finished transitions, running claims and checkpoints live.
+
+    The planner talks to storage only through these methods, so back-ends (a local
+    directory, an Optuna study) plug in without touching it. Several worker processes, on
+    one machine or many, may use one storage at once: ``claim`` must be atomic.
+    Implementations must be picklable (worker processes receive them).
+    """
+
+    def open(self, graph: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Bind the storage to a graph (``TransitionGraph.to_dict()``) and plan settings.
+
+        A fresh storage records both; a storage made for another graph or other settings
+        raises :class:`StorageMismatchError` naming the difference.
+        """
+        ...
+
+    def records(self) -> dict[EdgeKey, TransitionRecord]:
+        """Every finished transition (complete or failed), by ``(source, target)``."""
+        ...
+
+    def claim(self, edge: EdgeKey, *, worker: str, stale_after: float) -> Progress | None:
+        """Atomically take a transition to run.
+
+        Returns its stored progress (empty for a fresh start) when this worker now owns it,
+        or ``None`` when another live worker holds it. A claim whose heartbeat is older than
+        ``stale_after`` seconds (or whose local process is dead) is taken over.
+        """
+        ...
+
+    def save_progress(self, edge: EdgeKey, progress: Progress, *, worker: str) -> None:
+        """Persist a running transition's progress; also refreshes its heartbeat."""
+        ...
+
+    def finish(self, record: TransitionRecord, *, worker: str) -> None:
+        """Store a finished transition atomically and drop its claim and progress."""
+        ...
+
+    def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:
+        """A local path where the trainer's ``save`` callable writes an epoch's checkpoint."""
+        ...
+
+    def store_checkpoint(self, edge: EdgeKey, epoch: int, path: str) -> str:
+        """Keep a checkpoint just written at ``path``; return its storage reference."""
+        ...
+
+    def fetch_checkpoint(self, ref: str) -> str:
+        """Return a local path holding the checkpoint ``ref``."""
+        ...
+
+    def delete_checkpoint(self, ref: str) -> None:
+        """Remove a kept checkpoint; removing one that is gone already is not an error."""
+        ...
+
+    def copy_checkpoint(self, ref: str, edge: EdgeKey, epoch: int) -> str:
+        """Keep a copy of checkpoint ``ref`` as ``edge``'s checkpoint of ``epoch``."""
+        ...
+
+
+def best_incoming(
+    records: Sequence[TransitionRecord], edge_order: Mapping[EdgeKey, int], sign: float
+) -> TransitionRecord | None:
+    """The best complete record among a state's incoming transitions.
+
+    Highest ``sign * value`` wins; ties go to the edge listed first in the graph.
+    """
+    best: TransitionRecord | None = None
+    best_key: tuple[float, int] | None = None
+    for rec in records:
+        if rec.status != "complete" or rec.value is None or not math.isfinite(rec.value):
+            continue
+        key = (-sign * rec.value, edge_order[rec.edge])
+        if best_key is None or key < best_key:
+            best, best_key = rec, key
+    return best

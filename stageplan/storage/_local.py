@@ -1,0 +1,288 @@
+"""A plan stored in a local directory, one atomically written JSON file per finished transition."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from stageplan.storage._base import (
+    EdgeKey,
+    Progress,
+    StorageError,
+    StorageMismatchError,
+    TransitionRecord,
+    edge_label,
+)
+
+__all__ = ["LocalStorage", "atomic_write_json"]
+
+_FORMAT = "stageplan-local"
+_VERSION = 1
+_META_FILE = "stageplan.json"
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise StorageError(
+            f"{path} is not valid JSON ({exc}); it was not written by stageplan or was damaged"
+        ) from exc
+
+
+def _edge_slug(edge: EdgeKey) -> str:
+    raw = f"{edge[0]}__{edge[1]}"
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", raw)[:80]
+    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
+    return f"{safe}-{digest}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
+    diffs = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+    parts = []
+    for key in diffs:
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, list) and isinstance(b, list):
+            parts.append(
+                f"{key}: stored has {len(a)}, this run has {len(b)}"
+                if len(a) != len(b)
+                else f"{key} differ"
+            )
+        else:
+            parts.append(f"{key}: stored {a!r}, this run {b!r}")
+    return "; ".join(parts)
+
+
+class LocalStorage:
+    """Plan storage in a directory on a local (or shared POSIX) file system.
+
+    Layout: ``stageplan.json`` (graph and settings), ``transitions/*.json`` (one record per
+    finished transition, written atomically), ``running/*`` (claims and progress of running
+    transitions) and ``checkpoints/<edge>/epoch-NNNN`` (whatever the trainer's ``save``
+    writes there: a file or a directory). Checkpoint references are paths relative to the
+    directory, so a finished plan directory can be moved.
+
+    A claim is a lock file created exclusively; it is taken over when the process that holds
+    it is dead (same host) or its heartbeat is older than ``stale_after`` seconds.
+
+    Example:
+        >>> import tempfile
+        >>> store = LocalStorage(tempfile.mkdtemp())
+        >>> store.records()
+        {}
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"plan storage {self.root} exists and is not a directory")
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    # -- paths ----------------------------------------------------------------------------
+    def _record_path(self, edge: EdgeKey) -> Path:
+        return self.root / "transitions" / f"{_edge_slug(edge)}.json"
+
+    def _lock_path(self, edge: EdgeKey) -> Path:
+        return self.root / "running" / f"{_edge_slug(edge)}.lock"
+
+    def _progress_path(self, edge: EdgeKey) -> Path:
+        return self.root / "running" / f"{_edge_slug(edge)}.progress.json"
+
+    # -- protocol -------------------------------------------------------------------------
+    def open(self, graph: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta_path = self.root / _META_FILE
+        wanted = {"format": _FORMAT, "version": _VERSION, "graph": graph, "meta": meta}
+        if not meta_path.exists():
+            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
+            if foreign:
+                raise StorageError(
+                    f"{self.root} is not empty and holds no {_META_FILE}: it is not a stageplan "
+                    f"plan directory (found {sorted(foreign)[:5]}); use an empty or new directory"
+                )
+            tmp = self.root / f".{_META_FILE}.{uuid.uuid4().hex}.tmp"
+            atomic_write_json(tmp, wanted)
+            try:
+                os.link(tmp, meta_path)  # fails if another worker created it first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        stored = _read_json(meta_path)
+        if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
+            raise StorageError(f"{meta_path} is not a stageplan plan directory header")
+        if stored.get("version") != _VERSION:
+            raise StorageMismatchError(
+                f"{self.root} uses storage format version {stored.get('version')!r}; this "
+                f"stageplan reads version {_VERSION}"
+            )
+        if stored["graph"] != graph:
+            raise StorageMismatchError(
+                f"{self.root} holds a plan for another transition graph "
+                f"({_describe_mismatch(stored['graph'], graph)}); use a new directory or the "
+                "original graph"
+            )
+        if stored["meta"] != meta:
+            raise StorageMismatchError(
+                f"{self.root} holds a plan made with other settings "
+                f"({_describe_mismatch(stored['meta'], meta)}); use a new directory or the "
+                "original settings"
+            )
+        for sub in ("transitions", "running", "checkpoints"):
+            (self.root / sub).mkdir(exist_ok=True)
+
+    def stored_graph(self) -> dict[str, Any] | None:
+        """The graph this directory was made for, or ``None`` for a fresh directory."""
+        meta_path = self.root / _META_FILE
+        if not meta_path.exists():
+            return None
+        data = _read_json(meta_path)
+        graph = data.get("graph") if isinstance(data, dict) else None
+        return graph if isinstance(graph, dict) else None
+
+    def records(self) -> dict[EdgeKey, TransitionRecord]:
+        out: dict[EdgeKey, TransitionRecord] = {}
+        folder = self.root / "transitions"
+        if not folder.is_dir():
+            return out
+        for path in sorted(folder.glob("*.json")):
+            data = _read_json(path)
+            if not isinstance(data, dict):
+                raise StorageError(f"{path}: a transition record must be a JSON object")
+            rec = TransitionRecord.from_dict(data)
+            out[rec.edge] = rec
+        return out
+
+    def claim(self, edge: EdgeKey, *, worker: str, stale_after: float) -> Progress | None:
+        lock = self._lock_path(edge)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            if self._try_create_lock(lock, worker):
+                return self._load_progress(edge)
+            if not self._lock_is_stale(lock, stale_after):
+                return None
+            grave = lock.with_name(f"{lock.name}.stale-{uuid.uuid4().hex}")
+            try:
+                os.rename(lock, grave)  # only one worker wins the take-over
+            except FileNotFoundError:
+                continue
+            grave.unlink(missing_ok=True)
+        return None
+
+    def _try_create_lock(self, lock: Path, worker: str) -> bool:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        info = {
+            "worker": worker,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+        }
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(info, fh)
+        return True
+
+    def _lock_is_stale(self, lock: Path, stale_after: float) -> bool:
+        try:
+            age = time.time() - lock.stat().st_mtime
+            with open(lock, encoding="utf-8") as fh:
+                info = json.load(fh)
+        except FileNotFoundError:
+            return True
+        except (json.JSONDecodeError, OSError):
+            return age > stale_after  # half-written lock: judge by age alone
+        same_host = info.get("host") == socket.gethostname()
+        if same_host and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+            return True
+        return age > stale_after
+
+    def _load_progress(self, edge: EdgeKey) -> Progress:
+        path = self._progress_path(edge)
+        if not path.exists():
+            return Progress()
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise StorageError(f"{path}: progress must be a JSON object")
+        return Progress.from_dict(data)
+
+    def save_progress(self, edge: EdgeKey, progress: Progress, *, worker: str) -> None:
+        atomic_write_json(self._progress_path(edge), progress.to_dict())
+        lock = self._lock_path(edge)
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(lock)
+
+    def finish(self, record: TransitionRecord, *, worker: str) -> None:
+        atomic_write_json(self._record_path(record.edge), record.to_dict())
+        self._progress_path(record.edge).unlink(missing_ok=True)
+        self._lock_path(record.edge).unlink(missing_ok=True)
+
+    def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:
+        folder = self.root / "checkpoints" / _edge_slug(edge)
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / f"epoch-{epoch:04d}")
+
+    def store_checkpoint(self, edge: EdgeKey, epoch: int, path: str) -> str:
+        p = Path(path)
+        if not p.exists():
+            raise StorageError(
+                f"transition {edge_label(edge)}: the save callable for epoch {epoch} wrote "
+                f"nothing at {p}"
+            )
+        return os.path.relpath(p.resolve(), self.root)
+
+    def fetch_checkpoint(self, ref: str) -> str:
+        path = self.root / ref
+        if not path.exists():
+            raise StorageError(f"checkpoint {ref!r} is missing from {self.root}")
+        return str(path)
+
+    def delete_checkpoint(self, ref: str) -> None:
+        path = self.root / ref
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def copy_checkpoint(self, ref: str, edge: EdgeKey, epoch: int) -> str:
+        src = Path(self.fetch_checkpoint(ref))
+        dst = Path(self.checkpoint_path(edge, epoch))
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dst)
+        return self.store_checkpoint(edge, epoch, str(dst))

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from video3d.data.decoding import VideoReader, probe_video
+from video3d.data.errors import VideoDecodeError
+
+KINDS = ["h264-mp4", "mpeg4-avi", "vp9-webm", "h264-mp4-25fps"]
+REQUESTS = {
+    "consecutive": list(range(37, 53)),
+    "strided": list(range(3, 99, 6)),
+    "uniform": [2, 3, 4, 5, 27, 28, 29, 30, 52, 53, 54, 55, 77, 78, 79, 80],
+    "repeated": [5, 5, 5, 41, 41, 99, 99],
+    "out_of_order": [99, 0, 58, 12, 40, 39, 41, 1],
+    "first_and_last": [0, 99],
+    "single_keyframe": [40],
+    "just_before_keyframe": [39],
+    "last": [99],
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("request_name", list(REQUESTS))
+def test_read_returns_exact_frames(videos, read_ids, kind: str, request_name: str) -> None:
+    indices = REQUESTS[request_name]
+    with VideoReader(videos[kind]) as reader:
+        clip = reader.read(indices)
+    assert clip.dtype == torch.uint8
+    assert tuple(clip.shape) == (len(indices), 96, 128, 3)
+    assert read_ids(clip) == indices
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_single_frame_and_reader_reuse(videos, read_ids, kind: str) -> None:
+    with VideoReader(videos[kind]) as reader:
+        got = [read_ids(reader.read([i]))[0] for i in range(0, 100, 3)]
+        assert got == list(range(0, 100, 3))
+        assert read_ids(reader.read(np.array([10, 11]))) == [10, 11]
+        assert read_ids(reader.read(torch.tensor([8, 2]))) == [8, 2]
+
+
+@pytest.mark.parametrize(
+    ("kind", "counted", "time_base"),
+    [("h264-mp4", False, "1/15360"), ("h264-mp4-25fps", False, "1/12800"),
+     ("mpeg4-avi", True, "1/30"), ("vp9-webm", True, "1/1000")],
+)
+def test_frame_count_and_rate(videos, kind: str, counted: bool, time_base: str) -> None:
+    with VideoReader(videos[kind]) as reader:
+        info = reader.info
+        assert str(reader._time_base) == time_base
+    assert info.num_frames == 100
+    assert info.fps == pytest.approx(25.0 if "25fps" in kind else 30.0)
+    assert (info.width, info.height) == (128, 96)
+    assert info.counted is counted
+    assert probe_video(videos[kind]).num_frames == 100
+
+
+def test_webm_header_reports_no_frames_but_reader_counts(videos) -> None:
+    import av
+
+    with av.open(str(videos["vp9-webm"])) as container:
+        assert container.streams.video[0].frames == 0
+    assert VideoReader(videos["vp9-webm"], count_frames="header").num_frames > 0
+    assert VideoReader(videos["vp9-webm"]).num_frames == 100
+
+
+def test_known_frame_count_skips_counting(videos) -> None:
+    reader = VideoReader(videos["vp9-webm"], num_frames=100, fps=30.0)
+    assert reader.info.counted is False
+    assert reader.num_frames == 100
+
+
+class _CountingContainer:
+    """Proxy that counts seeks and decoded frames of the wrapped PyAV container."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.seeks, self.decoded = inner, 0, 0
+
+    def seek(self, *args: Any, **kwargs: Any) -> None:
+        self.seeks += 1
+        self.inner.seek(*args, **kwargs)
+
+    def decode(self, *args: Any, **kwargs: Any):
+        for frame in self.inner.decode(*args, **kwargs):
+            self.decoded += 1
+            yield frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "h264-mp4-25fps"])
+def test_one_seek_and_stop_after_last_wanted(videos, read_ids, kind: str) -> None:
+    reader = VideoReader(videos[kind])
+    proxy = _CountingContainer(reader._container)
+    reader._container = proxy
+    assert read_ids(reader.read([50, 45, 47])) == [50, 45, 47]
+    assert proxy.seeks == 1
+    # keyframes every 40 (mp4) / 30 (webm) frames: decoding runs from the keyframe to frame 50
+    keyframe = 40 if "mp4" in kind else 30
+    assert proxy.decoded == 50 - keyframe + 1
+    proxy.inner.close()
+
+
+def test_avi_dts_seek_lands_late_but_frames_stay_exact(videos, read_ids) -> None:
+    # mpeg4 with B-frames in AVI: the demuxer seeks by decode time, so a seek to frame
+    # 29 lands on the keyframe shown at 30; the reader retries earlier.
+    with VideoReader(videos["mpeg4-avi"]) as reader:
+        for first in (28, 29, 30, 31, 59, 60):
+            assert read_ids(reader.read([first, first + 1])) == [first, first + 1]
+
+
+@pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "mpeg4-avi"])
+@pytest.mark.parametrize("box", [(0, 0, 96, 128), (32, 32, 64, 64), (31, 17, 50, 61)])
+def test_crop_matches_slice_of_full_frame(videos, kind: str, box) -> None:
+    top, left, h, w = box
+    with VideoReader(videos[kind]) as reader:
+        full = reader.read([3, 70]).numpy().astype(int)
+        crop = reader.read([3, 70], crop=box).numpy().astype(int)
+    assert crop.shape == (2, h, w, 3)
+    assert np.abs(full[:, top : top + h, left : left + w] - crop).mean() < 2.0
+
+
+def test_crop_and_resize_and_plain_resize(videos, read_ids) -> None:
+    with VideoReader(videos["h264-mp4"]) as reader:
+        small = reader.read([5, 6], crop=(0, 0, 96, 128), size=(48, 64))
+        assert tuple(small.shape) == (2, 48, 64, 3)
+        again = reader.read([5, 6], size=(48, 64))
+        assert torch.equal(small, again)
+        big = torch.nn.functional.interpolate(
+            small.permute(0, 3, 1, 2).float(), size=(96, 128), mode="nearest"
+        ).permute(0, 2, 3, 1)
+        assert read_ids(big.round().clamp(0, 255).to(torch.uint8)) == [5, 6]
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_threads_setting(videos, read_ids, threads: int) -> None:
+    with VideoReader(videos["h264-mp4"], threads=threads) as reader:
+        assert read_ids(reader.read([10, 90])) == [10, 90]
+
+
+# ------------------------------------------------------------------------ bad input
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.mp4"
+    with pytest.raises(VideoDecodeError, match=r"nope\.mp4: no such file") as info:
+        VideoReader(path)
+    assert isinstance(info.value, OSError)
+    assert info.value.path == str(path)
+
+
+def test_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 50)
+    with pytest.raises(VideoDecodeError, match=r"notes\.mp4: cannot open as a video"):
+        VideoReader(path)
+
+
+def test_truncated_mp4_fails_to_open(make_video) -> None:
+    path = make_video("cut.mp4")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the moov atom sits at the end
+    with pytest.raises(VideoDecodeError, match=r"cut\.mp4"):
+        probe_video(path)
+
+
+@pytest.mark.parametrize("kind", ["vp9-webm", "mpeg4-avi"])
+def test_truncated_stream_reports_missing_frames(make_video, kind: str) -> None:
+    suffix = ".webm" if kind == "vp9-webm" else ".avi"
+    path = make_video("cut" + suffix, kind)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    counted = probe_video(path).num_frames
+    assert 0 < counted < 100
+    # A stale index that still says 100 frames: the tail is reported, not silently wrong.
+    with VideoReader(path, num_frames=100) as reader, pytest.raises(
+        VideoDecodeError, match=r"cut\.(webm|avi): (frames \[\d+.*not found|decoding failed)"
+    ):
+        reader.read([counted + 1, 99])
+
+
+def test_bad_read_arguments(videos) -> None:
+    with VideoReader(videos["h264-mp4"]) as reader:
+        with pytest.raises(ValueError, match=r"out of range for .*v\.mp4, which has 100"):
+            reader.read([0, 100])
+        with pytest.raises(ValueError, match="out of range"):
+            reader.read([-1])
+        with pytest.raises(ValueError, match="no frame indices"):
+            reader.read([])
+        with pytest.raises(ValueError, match=r"crop \(90, 0, 10, 10\).*does not fit the 128x96"):
+            reader.read([0], crop=(90, 0, 10, 10))
+        with pytest.raises(ValueError, match="size must be"):
+            reader.read([0], size=(0, 4))
+    with pytest.raises(VideoDecodeError, match="closed"):
+        reader.read([0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"threads": -1}, "threads"), ({"num_frames": 0}, "num_frames"),
+     ({"count_frames": "guess"}, "count_frames"), ({"fps": 0.0}, "fps")],
+)
+def test_bad_constructor_arguments(videos, kwargs, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VideoReader(videos["h264-mp4"], **kwargs)
+
+
+def test_reader_is_not_picklable(videos) -> None:
+    import pickle
+
+    with VideoReader(videos["h264-mp4"]) as reader, pytest.raises(TypeError, match="picklable"):
+        pickle.dumps(reader)
+
+
+def test_decode_error_pickles() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(VideoDecodeError("broken", path="a.mp4")))
+    assert str(err) == "a.mp4: broken"
+    assert err.path == "a.mp4"

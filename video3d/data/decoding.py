@@ -1,0 +1,487 @@
+"""Frame-exact video decoding over PyAV.
+
+:class:`VideoReader` opens a video file and returns exactly the frames asked for, by index, as a
+``uint8`` tensor ``[T, H, W, 3]`` (RGB), in the order asked, repeats allowed. A read seeks once
+to the keyframe before the first wanted frame, decodes forward and stops after the last wanted
+frame; it never seeks per frame. Decoding is single-threaded by default, which is what DataLoader
+workers want (the workers are the parallelism).
+
+Frame identity: the first frame decoded after a seek gets its index from its timestamp,
+``round((pts - start_pts) * time_base * frame_rate)`` in exact rational arithmetic (time bases
+1/12800, 1/15360, 1/30 and 1/1000 all round to the right frame), and the frames after it are
+counted. If a seek lands after the first wanted frame the reader falls back to decoding from the
+start, so a misplaced keyframe costs time, never a wrong frame.
+
+Frame counts: MP4 headers are trusted; WebM/VP9 reports 0 frames and AVI headers can over-count,
+so for those containers (or with ``count_frames="decode"``) the frames are counted by decoding
+the video once. A dataset index stores the counted value and passes it back as ``num_frames``.
+
+Crop and resize: ``read(indices, crop=(top, left, height, width), size=(h, w))`` crops the
+decoded YUV 4:2:0 planes in source coordinates before the colour conversion and lets the same
+libswscale call resize the crop, so nothing outside the crop is ever converted to RGB. For
+4:2:0 video the crop's origin snaps to even pixels (one pixel at most). Other pixel formats
+convert the whole frame and crop afterwards.
+
+Example:
+    >>> from video3d.data.decoding import VideoReader
+    >>> with VideoReader("clip.mp4") as reader:  # doctest: +SKIP
+    ...     clip = reader.read([0, 8, 8, 3])      # uint8 [4, H, W, 3], frame 8 twice
+    ...     crop = reader.read(range(16), crop=(10, 20, 112, 112), size=(56, 56))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from video3d.data.errors import VideoDecodeError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CountMode", "VideoInfo", "VideoReader", "probe_video"]
+
+CountMode = Literal["auto", "decode", "header"]
+_COUNT_MODES = ("auto", "decode", "header")
+# Containers whose header frame count is missing (Matroska/WebM) or unreliable (AVI).
+_UNTRUSTED_FORMATS = frozenset({"avi", "matroska", "webm", "matroska,webm", "flv", "mpeg", "ogg"})
+_YUV420 = frozenset({"yuv420p", "yuvj420p"})
+_SEEK_RETRIES = 4
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a probe learns about a video.
+
+    Attributes:
+        num_frames: Decoded frame count (or the header's, when not counted).
+        fps: Frames per second.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        counted: Whether ``num_frames`` was counted by decoding.
+    """
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    counted: bool
+
+
+def _frame_rate(stream: Any) -> Fraction | None:
+    for name in ("average_rate", "guessed_rate", "base_rate"):
+        rate = getattr(stream, name, None)
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    return None
+
+
+def _check_box(
+    crop: Sequence[int], width: int, height: int, path: str
+) -> tuple[int, int, int, int]:
+    if len(crop) != 4:
+        raise ValueError(f"crop must be (top, left, height, width), got {crop!r} for {path}")
+    top, left, h, w = (int(v) for v in crop)
+    if h < 1 or w < 1 or top < 0 or left < 0 or top + h > height or left + w > width:
+        raise ValueError(
+            f"crop {crop!r} (top, left, height, width) does not fit the {width}x{height} "
+            f"frames of {path}"
+        )
+    return top, left, h, w
+
+
+def _even_box(
+    box: tuple[int, int, int, int], width: int, height: int
+) -> tuple[int, int, int, int, int, int]:
+    """Snaps a crop onto the 4:2:0 chroma grid; returns the even box and the shift inside it."""
+    top, left, h, w = box
+    top2, left2 = top - top % 2, left - left % 2
+    bottom2 = min(top + h + (top + h) % 2, height)
+    right2 = min(left + w + (left + w) % 2, width)
+    return top2, left2, bottom2 - top2, right2 - left2, top - top2, left - left2
+
+
+def _plane(frame: Any, index: int, rows: int, cols: int) -> np.ndarray:
+    plane = frame.planes[index]
+    flat = np.frombuffer(plane, dtype=np.uint8)
+    return flat.reshape(-1, plane.line_size)[:rows, :cols]
+
+
+class VideoReader:
+    """Reads frames of one video by index.
+
+    Args:
+        path: The video file.
+        num_frames: Known decoded frame count (from a dataset index); skips counting.
+        fps: Known frame rate; defaults to the stream's.
+        threads: Decoder threads; 1 (default) for DataLoader workers, 0 lets FFmpeg choose.
+        count_frames: ``"auto"`` counts by decoding for containers whose header is missing or
+            unreliable (WebM, Matroska, AVI, ...) and trusts MP4/MOV headers; ``"decode"``
+            always counts; ``"header"`` never decodes to count (estimates from the duration
+            when the header has no count).
+        interpolation: libswscale interpolation for ``read(..., size=...)``.
+
+    Raises:
+        VideoDecodeError: The file is missing, not a video, or has no video stream.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        threads: int = 1,
+        count_frames: CountMode = "auto",
+        interpolation: str = "BILINEAR",
+    ) -> None:
+        if count_frames not in _COUNT_MODES:
+            raise ValueError(f"count_frames must be one of {_COUNT_MODES}, got {count_frames!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
+        if num_frames is not None and (isinstance(num_frames, bool) or num_frames < 1):
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        if fps is not None and not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        self.path = os.fspath(path)
+        self._interpolation = interpolation
+        self._container: Any = None
+        self._open(threads)
+        stream = self._stream
+        self.width: int = int(stream.codec_context.width)
+        self.height: int = int(stream.codec_context.height)
+        if self.width < 1 or self.height < 1:
+            self.close()
+            raise VideoDecodeError("video stream has no frame size", path=self.path)
+        self._time_base = Fraction(stream.time_base) if stream.time_base else None
+        self._start_pts = int(stream.start_time) if stream.start_time is not None else 0
+        rate = Fraction(fps).limit_denominator(1_000_000) if fps is not None else None
+        self._rate: Fraction | None = rate or _frame_rate(stream)
+        self._counted = False
+        if num_frames is not None:
+            self._num_frames: int = int(num_frames)
+        else:
+            self._num_frames = self._initial_count(count_frames)
+        if self._rate is None:
+            self.close()
+            raise VideoDecodeError("video stream has no frame rate", path=self.path)
+
+    # ------------------------------------------------------------------ opening and counting
+    def _open(self, threads: int) -> None:
+        import av
+
+        if not os.path.exists(self.path):
+            raise VideoDecodeError("no such file", path=self.path)
+        try:
+            self._container = av.open(self.path, mode="r")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise VideoDecodeError(f"cannot open as a video ({exc})", path=self.path) from exc
+        if not self._container.streams.video:
+            self.close()
+            raise VideoDecodeError("file has no video stream", path=self.path)
+        self._stream = self._container.streams.video[0]
+        ctx = self._stream.codec_context
+        ctx.thread_count = threads
+        ctx.thread_type = "AUTO" if threads != 1 else "SLICE"
+
+    def _initial_count(self, mode: str) -> int:
+        header = int(self._stream.frames or 0)
+        fmt = self._container.format.name
+        untrusted = header <= 0 or fmt in _UNTRUSTED_FORMATS or fmt.split(",")[0] == "avi"
+        if mode == "decode" or (mode == "auto" and untrusted):
+            return self._count_by_decoding()
+        if header > 0:
+            return header
+        duration = self._container.duration  # microseconds
+        if duration is None or self._rate is None:
+            return self._count_by_decoding()
+        return max(1, round(Fraction(duration, 1_000_000) * self._rate))
+
+    def _count_by_decoding(self) -> int:
+        import av
+
+        count = 0
+        first_pts: int | None = None
+        last_pts: int | None = None
+        try:
+            self._container.seek(0, stream=self._stream, backward=True)
+            for frame in self._container.decode(self._stream):
+                if frame.pts is not None:
+                    first_pts = frame.pts if first_pts is None else first_pts
+                    last_pts = frame.pts
+                count += 1
+        except av.FFmpegError as exc:
+            if count == 0:
+                raise VideoDecodeError(f"cannot decode ({exc})", path=self.path) from exc
+            # A damaged tail: the frames decoded so far are what the video has.
+        if count == 0:
+            self.close()
+            raise VideoDecodeError("video stream has no decodable frames", path=self.path)
+        if first_pts is not None:
+            self._start_pts = first_pts
+        if (
+            self._rate is None
+            and count > 1
+            and self._time_base
+            and first_pts is not None
+            and last_pts is not None
+            and last_pts > first_pts
+        ):
+            self._rate = Fraction(count - 1) / ((last_pts - first_pts) * self._time_base)
+        self._counted = True
+        return count
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_frames(self) -> int:
+        """Decoded frame count (see ``count_frames``)."""
+        return self._num_frames
+
+    @property
+    def fps(self) -> float:
+        """Frames per second."""
+        assert self._rate is not None
+        return float(self._rate)
+
+    @property
+    def info(self) -> VideoInfo:
+        """Frame count, rate and size as a :class:`VideoInfo`."""
+        return VideoInfo(self._num_frames, self.fps, self.width, self.height, self._counted)
+
+    # ------------------------------------------------------------------ frame identity
+    def _index_of(self, pts: int | None) -> int | None:
+        if pts is None or self._time_base is None or self._rate is None:
+            return None
+        return round((pts - self._start_pts) * self._time_base * self._rate)
+
+    def _pts_of(self, index: int) -> int:
+        assert self._time_base is not None and self._rate is not None
+        return self._start_pts + int(Fraction(index) / (self._rate * self._time_base))
+
+    # ------------------------------------------------------------------ reading
+    def read(
+        self,
+        indices: Iterable[int] | np.ndarray | torch.Tensor,
+        *,
+        crop: Sequence[int] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Decodes the frames at ``indices``.
+
+        Args:
+            indices: Frame indices in ``[0, num_frames)``; any order, repeats allowed.
+            crop: ``(top, left, height, width)`` box in source pixels, applied before the
+                colour conversion.
+            size: ``(height, width)`` of the returned frames (resizes the crop, or the frame).
+
+        Returns:
+            ``uint8`` tensor ``[len(indices), H, W, 3]`` in RGB.
+
+        Raises:
+            ValueError: An index is out of range, or the crop does not fit.
+            VideoDecodeError: The file cannot be decoded up to the wanted frames.
+        """
+        import torch
+
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if wanted.size == 0:
+            raise ValueError(f"no frame indices given for {self.path}")
+        bad = wanted[(wanted < 0) | (wanted >= self._num_frames)]
+        if bad.size:
+            raise ValueError(
+                f"frame indices {sorted(set(bad.tolist()))[:5]} out of range for {self.path}, "
+                f"which has {self._num_frames} frames"
+            )
+        box = None if crop is None else _check_box(crop, self.width, self.height, self.path)
+        if size is not None:
+            out_h, out_w = (int(v) for v in size)
+            if out_h < 1 or out_w < 1:
+                raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
+            size = (out_h, out_w)
+        if self._container is None:
+            raise VideoDecodeError("reader is closed", path=self.path)
+        unique = np.unique(wanted)
+        frames = self._decode(unique, box, size)
+        stacked = np.stack([frames[i] for i in unique.tolist()])
+        if np.array_equal(unique, wanted):
+            return torch.from_numpy(stacked)
+        return torch.from_numpy(stacked[np.searchsorted(unique, wanted)])
+
+    def _decode(
+        self,
+        unique: np.ndarray,
+        box: tuple[int, int, int, int] | None,
+        size: tuple[int, int] | None,
+    ) -> dict[int, np.ndarray]:
+        import av
+
+        first, last = int(unique[0]), int(unique[-1])
+        wanted = set(unique.tolist())
+        got: dict[int, np.ndarray] = {}
+        try:
+            # One seek to the keyframe at or before the first wanted frame. Some demuxers seek
+            # by decode timestamp (AVI with B-frames), so a seek can land on a keyframe shown
+            # after the wanted frame: then seek again a growing margin earlier, and finally to
+            # the start. Each retry costs a seek and one decoded frame.
+            margin = 0
+            for attempt in range(_SEEK_RETRIES + 1):
+                got.clear()
+                seek_frame = first - margin
+                from_start = seek_frame <= 0 or attempt == _SEEK_RETRIES
+                landed = self._decode_run(
+                    seek_frame, first, last, wanted, got, box, size, from_start=from_start
+                )
+                if landed is None:
+                    break
+                if landed < 0:  # a frame without timestamps: only the start is certain
+                    margin = first
+                    continue
+                margin = 2 * margin + (landed - first) + 1
+        except av.FFmpegError as exc:
+            raise VideoDecodeError(
+                f"decoding failed before frame {last} ({exc})", path=self.path
+            ) from exc
+        missing = sorted(wanted - got.keys())
+        if missing:
+            more = "..." if len(missing) > 5 else ""
+            raise VideoDecodeError(
+                f"frames {missing[:5]}{more} not found: the stream ended or broke before them "
+                f"(the reader expected {self._num_frames} frames)",
+                path=self.path,
+            )
+        return got
+
+    def _decode_run(
+        self,
+        seek_frame: int,
+        first: int,
+        last: int,
+        wanted: set[int],
+        got: dict[int, np.ndarray],
+        box: tuple[int, int, int, int] | None,
+        size: tuple[int, int] | None,
+        *,
+        from_start: bool,
+    ) -> int | None:
+        """Seeks, decodes forward to ``last``.
+
+        Returns:
+            None when done; else the index of the frame the seek landed on (-1: unknown),
+            which is after ``first``, and nothing was kept.
+        """
+        target = self._start_pts if from_start else self._pts_of(seek_frame)
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        index: int | None = 0 if from_start else None
+        for frame in self._container.decode(self._stream):
+            if index is None:
+                index = self._index_of(frame.pts)
+                if index is None:
+                    return -1
+                if index > first:
+                    return index
+            if index in wanted:
+                got[index] = self._convert(frame, box, size)
+            if index >= last:
+                break
+            index += 1
+        return None
+
+    def _convert(
+        self,
+        frame: Any,
+        box: tuple[int, int, int, int] | None,
+        size: tuple[int, int] | None,
+    ) -> np.ndarray:
+        if box is not None and frame.format.name in _YUV420:
+            return self._convert_yuv_crop(frame, box, size)
+        if box is None and size is not None:
+            out_h, out_w = size
+            resized = frame.reformat(
+                width=out_w, height=out_h, format="rgb24", interpolation=self._interpolation
+            )
+            return np.asarray(resized.to_ndarray())
+        rgb = frame.to_ndarray(format="rgb24")
+        if box is not None:
+            top, left, h, w = box
+            rgb = rgb[top : top + h, left : left + w]
+        if size is not None and rgb.shape[:2] != size:
+            from video3d.data.transforms import resize_uint8
+
+            return resize_uint8(rgb[None], size)[0]
+        return np.ascontiguousarray(rgb)
+
+    def _convert_yuv_crop(
+        self, frame: Any, box: tuple[int, int, int, int], size: tuple[int, int] | None
+    ) -> np.ndarray:
+        import av
+
+        top, left, h, w, dy, dx = _even_box(box, frame.width, frame.height)
+        y = _plane(frame, 0, frame.height, frame.width)[top : top + h, left : left + w]
+        cy, cx, ch, cw = top // 2, left // 2, h // 2, w // 2
+        chroma_rows, chroma_cols = (frame.height + 1) // 2, (frame.width + 1) // 2
+        u = _plane(frame, 1, chroma_rows, chroma_cols)[cy : cy + ch, cx : cx + cw]
+        v = _plane(frame, 2, chroma_rows, chroma_cols)[cy : cy + ch, cx : cx + cw]
+        packed = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, w)
+        cropped = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+        if frame.colorspace is not None:
+            with contextlib.suppress(AttributeError, TypeError, ValueError):
+                cropped.colorspace = frame.colorspace
+                cropped.color_range = frame.color_range
+        if size is not None:
+            out_h, out_w = size
+            rgb = cropped.reformat(
+                width=out_w, height=out_h, format="rgb24", interpolation=self._interpolation
+            ).to_ndarray()
+            return np.asarray(rgb)
+        rgb = cropped.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(rgb[dy : dy + box[2], dx : dx + box[3]])
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Closes the file; further reads raise :class:`VideoDecodeError`."""
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "VideoReader holds an open file and is not picklable; pass paths to workers "
+            "and open readers there"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoReader({self.path!r}, num_frames={self._num_frames}, fps={self.fps:.3f}, "
+            f"size={self.width}x{self.height})"
+        )
+
+
+def probe_video(
+    path: str | os.PathLike[str], *, count_frames: CountMode = "decode"
+) -> VideoInfo:
+    """Opens a video once and returns its :class:`VideoInfo`.
+
+    With ``count_frames="decode"`` (default) every frame is decoded, which both counts the
+    frames exactly and proves the file readable.
+
+    Raises:
+        VideoDecodeError: The file is missing, not a video, or undecodable.
+    """
+    with VideoReader(path, count_frames=count_frames) as reader:
+        return reader.info

@@ -11,6 +11,11 @@ import numpy as np
 from stageplan.knee._families import Family, FloatArray, get_family
 
 _MIN_POINTS = 3
+# Relative tolerances of the solver: the rule needs the location of the peak, not 8 digits;
+# 1e-5 keeps the two-term families from crawling into max_nfev on noisy curves.
+_FTOL = 1e-5
+_XTOL = 1e-5
+_MAX_NFEV_PER_PARAM = 100
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,9 @@ def _solve(
                 bounds=(np.asarray(fam.lower), np.asarray(fam.upper)),
                 method="trf",
                 x_scale="jac",
-                max_nfev=100 * fam.n_params,
+                ftol=_FTOL,
+                xtol=_XTOL,
+                max_nfev=_MAX_NFEV_PER_PARAM * fam.n_params,
             )
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         return x0, math.inf, False, f"{type(exc).__name__}: {exc}", 0

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from video3d.data import make_synthetic_dataset, probe_video, read_video_list
+from video3d.data.samplers import consecutive_clip, uniform_clip
+from video3d.data.synthetic import class_names, render_video
+
+
+def _colour_frames(video: np.ndarray, colour: str) -> np.ndarray:
+    r, g, b = (video[..., i].astype(int) for i in range(3))
+    mask = (r > 180) & (g < 80) & (b < 80) if colour == "red" else (b > 180) & (r < 80) & (g < 100)
+    return np.flatnonzero(mask.sum(axis=(1, 2)) > 20)
+
+
+def test_dataset_on_disk(tmp_path: Path) -> None:
+    info = make_synthetic_dataset(tmp_path, num_classes=4, videos_per_class=5, frames=32,
+                                  size=32, seed=2)
+    assert info.classes == ["right-red-first", "right-blue-first", "left-red-first",
+                            "left-blue-first"]
+    assert (tmp_path / "classes.txt").read_text().split() == info.classes
+    train, test = read_video_list(info.train_list), read_video_list(info.test_list)
+    assert (info.num_train, info.num_test) == (len(train), len(test)) == (16, 4)
+    assert train.classes == info.classes
+    assert sorted(e.label for e in test.entries) == [0, 1, 2, 3]
+    assert len({e.path for e in train.entries + test.entries}) == 20
+    probe = probe_video(train.entries[0].path)
+    assert (probe.num_frames, probe.width, probe.height, probe.fps) == (32, 32, 32, 25.0)
+    assert json.loads((tmp_path / "info.json").read_text())["seed"] == 2
+    first = (tmp_path / "train.txt").read_text()
+    assert first.splitlines()[0].startswith("videos/v")
+    digest = hashlib.sha256(Path(train.entries[0].path).read_bytes()).hexdigest()
+    again = make_synthetic_dataset(tmp_path / "again", num_classes=4, videos_per_class=5,
+                                   frames=32, size=32, seed=2)
+    assert (Path(again.train_list)).read_text() == first
+    rel = first.split()[0]
+    assert hashlib.sha256((tmp_path / "again" / rel).read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("label", range(8))
+def test_rendered_classes_follow_their_definition(label: int) -> None:
+    video = render_video(label, 8, 64, 64, np.random.default_rng(label))
+    red, blue = _colour_frames(video, "red"), _colour_frames(video, "blue")
+    assert len(red) >= 10 and len(blue) >= 10
+    assert (red.max() < blue.min()) == (label % 2 == 0)  # which flash comes first
+    direction = class_names(8)[label].split("-")[0]
+    # the white disk: track its centre with wrap-around, along its axis of motion
+    axis = 1 if direction in ("right", "left") else 0
+    centres = []
+    for frame in video[:10]:
+        coords = np.argwhere(frame.min(axis=2) > 225)[:, axis]
+        angles = coords * 2 * np.pi / 64
+        centres.append(np.angle(np.exp(1j * angles).mean()))
+    step = np.angle(np.exp(1j * np.diff(np.unwrap(centres)))).mean()
+    sign = 1 if direction in ("right", "down") else -1
+    assert step * sign > 0
+
+
+def test_order_is_invisible_to_short_consecutive_clips_but_not_to_uniform_ones() -> None:
+    rng = np.random.default_rng(0)
+    both = {"cons16": 0, "cons32": 0, "uni16": 0, "uni32": 0}
+    trials = 30
+    for t in range(trials):
+        video = render_video(t % 4, 4, 64, 32, np.random.default_rng(100 + t))
+        red, blue = set(_colour_frames(video, "red")), set(_colour_frames(video, "blue"))
+        clips = {"cons16": consecutive_clip(64, 16, rng=rng),
+                 "cons32": consecutive_clip(64, 32, rng=rng),
+                 "uni16": uniform_clip(64, 16, rng=rng),
+                 "uni32": uniform_clip(64, 32, rng=rng)}
+        for name, idx in clips.items():
+            seen = set(idx.tolist())
+            both[name] += bool(seen & red) and bool(seen & blue)
+    assert both["cons16"] == 0
+    assert 0 < both["cons32"] < trials
+    assert both["uni16"] >= 0.6 * trials
+    assert both["uni32"] == trials
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"num_classes": 3}, "num_classes must be 2, 4, 6 or 8, got 3"),
+     ({"frames": 8}, "frames must be an integer >= 16, got 8"),
+     ({"size": 33}, "size must be even"),
+     ({"videos_per_class": 1}, "videos_per_class must be an integer >= 2"),
+     ({"test_fraction": 1.0}, "test_fraction must be in")],
+)
+def test_bad_arguments(tmp_path: Path, kwargs, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_synthetic_dataset(tmp_path, **kwargs)

@@ -1,0 +1,146 @@
+"""Video data for 3D ConvNets: decoding, clip sampling, indexes, transforms, datasets.
+
+Modules (each documented with an example):
+
+* :mod:`.samplers`: pure index math (:func:`consecutive_clip`, :func:`uniform_clip`, their
+  ``*_clips`` test-time variants, :class:`ClipSampler`); needs numpy only.
+* :mod:`.decoding`: :class:`VideoReader` (frame-exact PyAV reads, one seek per read, optional
+  crop and resize before colour conversion) and :func:`probe_video`.
+* :mod:`.indexes`: :class:`VideoEntry`, readers for Kinetics, UCF101, HMDB51, SS-V2 and plain
+  lists, :func:`build_index` (cached parallel probe), :func:`split_train_val`.
+* :mod:`.transforms`: :class:`TrainTransform`, :class:`EvalTransform` and their crop plans.
+* :mod:`.datasets`: :class:`VideoClipDataset` (train / val / test modes) and
+  :func:`average_video_scores`.
+* :mod:`.synthetic`: :func:`make_synthetic_dataset`, a motion-and-order dataset on disk.
+* :mod:`.errors`: :class:`VideoDecodeError`, :class:`IndexFormatError`,
+  :class:`UnknownClassError`.
+
+Names are re-exported here lazily: ``import video3d.data`` imports neither torch nor av.
+
+Example:
+    >>> import numpy as np
+    >>> from video3d.data import ClipSampler
+    >>> ClipSampler("consecutive", 4, stride=2).test_clips(20).tolist()
+    [[6, 8, 10, 12]]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    # samplers
+    "ClipSampler": "samplers",
+    "DEFAULT_SHORT_POLICY": "samplers",
+    "consecutive_clip": "samplers",
+    "consecutive_clips": "samplers",
+    "uniform_clip": "samplers",
+    "uniform_clips": "samplers",
+    # errors
+    "IndexFormatError": "errors",
+    "UnknownClassError": "errors",
+    "VideoDecodeError": "errors",
+    # decoding
+    "VideoInfo": "decoding",
+    "VideoReader": "decoding",
+    "probe_video": "decoding",
+    # indexes
+    "IndexReport": "indexes",
+    "VideoEntry": "indexes",
+    "VideoIndex": "indexes",
+    "build_index": "indexes",
+    "read_hmdb51": "indexes",
+    "read_kinetics_csv": "indexes",
+    "read_ssv2": "indexes",
+    "read_ucf101": "indexes",
+    "read_video_list": "indexes",
+    "split_train_val": "indexes",
+    "write_video_list": "indexes",
+    # transforms
+    "CropPlan": "transforms",
+    "EvalTransform": "transforms",
+    "TrainTransform": "transforms",
+    "flip_allowed": "transforms",
+    # datasets
+    "VideoClipDataset": "datasets",
+    "average_video_scores": "datasets",
+    # synthetic
+    "SyntheticDataset": "synthetic",
+    "make_synthetic_dataset": "synthetic",
+}
+
+__all__ = [
+    "ClipSampler",
+    "CropPlan",
+    "DEFAULT_SHORT_POLICY",
+    "EvalTransform",
+    "IndexFormatError",
+    "IndexReport",
+    "SyntheticDataset",
+    "TrainTransform",
+    "UnknownClassError",
+    "VideoClipDataset",
+    "VideoDecodeError",
+    "VideoEntry",
+    "VideoIndex",
+    "VideoInfo",
+    "VideoReader",
+    "average_video_scores",
+    "build_index",
+    "consecutive_clip",
+    "consecutive_clips",
+    "flip_allowed",
+    "make_synthetic_dataset",
+    "probe_video",
+    "read_hmdb51",
+    "read_kinetics_csv",
+    "read_ssv2",
+    "read_ucf101",
+    "read_video_list",
+    "split_train_val",
+    "uniform_clip",
+    "uniform_clips",
+    "write_video_list",
+]
+
+if TYPE_CHECKING:
+    from video3d.data.datasets import VideoClipDataset, average_video_scores
+    from video3d.data.decoding import VideoInfo, VideoReader, probe_video
+    from video3d.data.errors import IndexFormatError, UnknownClassError, VideoDecodeError
+    from video3d.data.indexes import (
+        IndexReport,
+        VideoEntry,
+        VideoIndex,
+        build_index,
+        read_hmdb51,
+        read_kinetics_csv,
+        read_ssv2,
+        read_ucf101,
+        read_video_list,
+        split_train_val,
+        write_video_list,
+    )
+    from video3d.data.samplers import (
+        DEFAULT_SHORT_POLICY,
+        ClipSampler,
+        consecutive_clip,
+        consecutive_clips,
+        uniform_clip,
+        uniform_clips,
+    )
+    from video3d.data.synthetic import SyntheticDataset, make_synthetic_dataset
+    from video3d.data.transforms import CropPlan, EvalTransform, TrainTransform, flip_allowed
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

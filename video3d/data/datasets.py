@@ -1,0 +1,238 @@
+"""Clip datasets for training, planning evaluation and the final evaluation protocol.
+
+:class:`VideoClipDataset` is a map-style :class:`torch.utils.data.Dataset` over index entries
+(:class:`~video3d.data.indexes.VideoEntry`). It holds only paths and settings, so it pickles
+into :class:`~torch.utils.data.DataLoader` workers; every item opens its own
+:class:`~video3d.data.decoding.VideoReader` (single-threaded) and closes it.
+
+Modes:
+
+* ``"train"``: one randomly placed clip, random scale/crop/flip; item ``(clip, label)`` with
+  ``clip`` ``float32 [C, T, H, W]``. Randomness is a pure function of ``(seed, epoch, index)``
+  (call :meth:`~VideoClipDataset.set_epoch` each epoch), so results do not depend on the
+  number of workers. A video that fails to decode is logged and replaced by another one drawn
+  at random (at most ``max_retries`` in a row; then :class:`RuntimeError`); failures are
+  counted in :attr:`~VideoClipDataset.num_failures` (per process).
+* ``"val"`` (planning evaluation): one centre clip, one centre crop; item ``(clip, label)``.
+* ``"test"`` (final protocol): ``num_clips`` (10) clips x ``num_crops`` (3) crops per video;
+  one item per (video, clip): ``(views, label, video_index)`` with ``views``
+  ``float32 [num_crops, C, T, H, W]``; :func:`average_video_scores` averages per video.
+  Decoding errors in ``"val"``/``"test"`` raise: an evaluation must not change its videos.
+
+For train and val the crop box is computed from the frame size before decoding and handed to
+the decoder, so only the crop is colour-converted and resized (see :mod:`.transforms`).
+
+Example:
+    >>> from torch.utils.data import DataLoader
+    >>> from video3d.data import VideoClipDataset, read_video_list, TrainTransform
+    >>> index = read_video_list("synthetic/train.txt")  # doctest: +SKIP
+    >>> data = VideoClipDataset(index.entries, mode="train", sampling="uniform", clip_len=16,
+    ...                         transform=TrainTransform(56, (64, 80)))  # doctest: +SKIP
+    >>> loader = DataLoader(data, batch_size=8, shuffle=True, num_workers=2)  # doctest: +SKIP
+    >>> clips, labels = next(iter(loader))  # clips: [8, 3, 16, 56, 56]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from video3d.data.decoding import VideoReader
+from video3d.data.errors import VideoDecodeError
+from video3d.data.indexes import VideoEntry
+from video3d.data.samplers import (
+    DEFAULT_SHORT_POLICY,
+    ClipSampler,
+    SamplingStrategy,
+    ShortVideoPolicy,
+)
+from video3d.data.transforms import EvalTransform, TrainTransform
+
+__all__ = ["DatasetMode", "VideoClipDataset", "average_video_scores"]
+
+_logger = logging.getLogger(__name__)
+DatasetMode = Literal["train", "val", "test"]
+_MODES = ("train", "val", "test")
+
+
+class VideoClipDataset(Dataset[Any]):
+    """Clips of encoded videos, decoded on demand.
+
+    Args:
+        entries: Index entries (``num_frames``/``fps`` from :func:`build_index` avoid counting
+            frames at load time).
+        mode: ``"train"``, ``"val"`` or ``"test"`` (see the module doc).
+        sampling: ``"consecutive"`` or ``"uniform"``.
+        clip_len: Frames per clip.
+        stride: Frame step of consecutive clips.
+        segment_len: Frames per run of uniform clips (4 in the paper).
+        short_policy: Policy for videos shorter than the clip window.
+        transform: A :class:`TrainTransform` (train) or :class:`EvalTransform` (val/test), or
+            any callable ``(uint8 [T, H, W, 3], rng) -> tensor`` (train) /
+            ``(uint8 clip) -> tensor`` (val/test). Defaults: ``TrainTransform()``,
+            ``EvalTransform()`` (val), ``EvalTransform(256, 256, num_crops=3)`` (test).
+        num_clips: Evenly placed clips per video in test mode (default 10); 1 in val mode.
+        seed: Seed of all training randomness.
+        max_retries: Replacement attempts after a training decode failure.
+        threads: Decoder threads per reader.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[VideoEntry],
+        *,
+        mode: DatasetMode = "train",
+        sampling: SamplingStrategy = "consecutive",
+        clip_len: int = 16,
+        stride: int = 1,
+        segment_len: int = 4,
+        short_policy: ShortVideoPolicy = DEFAULT_SHORT_POLICY,
+        transform: Callable[..., torch.Tensor] | None = None,
+        num_clips: int | None = None,
+        seed: int = 0,
+        max_retries: int = 10,
+        threads: int = 1,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        self.entries = list(entries)
+        if not self.entries:
+            raise ValueError("entries is empty")
+        self.mode = mode
+        self.sampler = ClipSampler(sampling, clip_len, stride, segment_len, short_policy)
+        if num_clips is None:
+            num_clips = 10 if mode == "test" else 1
+        if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
+            raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
+        if mode == "val" and num_clips != 1:
+            raise ValueError(f"val mode takes one clip per video, got num_clips={num_clips}")
+        self.num_clips = num_clips if mode == "test" else 1
+        if transform is None:
+            transform = {
+                "train": TrainTransform(),
+                "val": EvalTransform(),
+                "test": EvalTransform(256, 256, num_crops=3),
+            }[mode]
+        self.transform = transform
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        self.max_retries = max_retries
+        self.seed = int(seed)
+        self.threads = int(threads)
+        self.epoch = 0
+        self.num_failures = 0
+        self.failed_paths: list[str] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch that, with the seed and the index, determines training draws."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.entries) * self.num_clips
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index %= len(self)
+        if self.mode == "train":
+            return self._train_item(index)
+        video, clip = divmod(index, self.num_clips)
+        entry = self.entries[video]
+        views = self._eval_views(entry, clip)
+        if self.mode == "val":
+            return views, entry.label
+        return views, entry.label, video
+
+    # ------------------------------------------------------------------ training
+    def _train_item(self, index: int) -> tuple[torch.Tensor, int]:
+        candidate = index
+        for attempt in range(self.max_retries + 1):
+            rng = np.random.default_rng([self.seed, self.epoch, index, attempt])
+            entry = self.entries[candidate]
+            try:
+                return self._train_clip(entry, rng), entry.label
+            except (VideoDecodeError, ValueError) as exc:
+                self.num_failures += 1
+                self.failed_paths.append(entry.path)
+                _logger.warning(
+                    "skipping %s (%s); replacing it with another video (failure %d)",
+                    entry.path, exc, self.num_failures,
+                )
+                candidate = int(rng.integers(len(self.entries)))
+        raise RuntimeError(
+            f"{self.max_retries + 1} videos in a row failed to decode for item {index}; "
+            f"last: {self.failed_paths[-1]}"
+        )
+
+    def _train_clip(self, entry: VideoEntry, rng: np.random.Generator) -> torch.Tensor:
+        with self._open(entry) as reader:
+            indices = self.sampler.train_clip(reader.num_frames, rng)
+            transform = self.transform
+            if isinstance(transform, TrainTransform):
+                plan = transform.plan(reader.height, reader.width, rng)
+                frames = reader.read(indices, crop=plan.box, size=plan.size)
+                return transform.finish(frames, plan)
+            return transform(reader.read(indices), rng)
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_views(self, entry: VideoEntry, clip: int) -> torch.Tensor:
+        with self._open(entry) as reader:
+            indices = self.sampler.test_clips(reader.num_frames, self.num_clips)[clip]
+            transform = self.transform
+            if isinstance(transform, EvalTransform):
+                plans = transform.plans(reader.height, reader.width)
+                if len(plans) == 1:
+                    (plan,) = plans
+                    frames = reader.read(indices, crop=plan.box, size=plan.size)
+                    out = transform.finish(frames, plan)
+                    return out if self.mode == "val" else out.unsqueeze(0)
+                views = transform(reader.read(indices))
+                return views
+            return transform(reader.read(indices))
+
+    def _open(self, entry: VideoEntry) -> VideoReader:
+        return VideoReader(
+            entry.path, num_frames=entry.num_frames, fps=entry.fps, threads=self.threads
+        )
+
+    def __repr__(self) -> str:
+        s = self.sampler
+        return (
+            f"VideoClipDataset({len(self.entries)} videos, mode={self.mode!r}, "
+            f"sampling={s.strategy!r}, clip_len={s.clip_len}, num_clips={self.num_clips}, "
+            f"transform={self.transform!r})"
+        )
+
+
+def average_video_scores(
+    scores: torch.Tensor, video_index: torch.Tensor, num_videos: int | None = None
+) -> torch.Tensor:
+    """Averages per-view scores ``[N, K]`` (or ``[N, V, K]``) over views of the same video.
+
+    Args:
+        scores: Scores of ``N`` items (with ``V`` crops each, optionally).
+        video_index: ``[N]`` video index of every item (the third element of a test item).
+        num_videos: Rows of the result (default ``max(video_index) + 1``).
+
+    Returns:
+        ``[num_videos, K]`` mean score of each video (zeros for videos without items).
+    """
+    if scores.ndim == 3:
+        scores = scores.mean(dim=1)
+    if scores.ndim != 2 or video_index.ndim != 1 or len(video_index) != len(scores):
+        raise ValueError(
+            f"expected scores [N, K] or [N, V, K] and video_index [N], got "
+            f"{tuple(scores.shape)} and {tuple(video_index.shape)}"
+        )
+    count = int(video_index.max()) + 1 if num_videos is None else int(num_videos)
+    index = video_index.long()
+    total = torch.zeros(count, scores.shape[1], dtype=scores.dtype).index_add_(0, index, scores)
+    seen = torch.zeros(count, dtype=scores.dtype).index_add_(
+        0, index, torch.ones(len(index), dtype=scores.dtype)
+    )
+    return total / seen.clamp(min=1).unsqueeze(1)

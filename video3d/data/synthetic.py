@@ -1,0 +1,247 @@
+"""A small, real video classification dataset whose classes need motion and temporal order.
+
+:func:`make_synthetic_dataset` renders and h264-encodes videos to ``root/videos/*.mp4`` and
+writes ``root/classes.txt``, ``root/train.txt`` and ``root/test.txt`` (plain lists
+``path num_frames label``, paths relative to ``root``, readable with
+:func:`~video3d.data.indexes.read_video_list`) and ``root/info.json``.
+
+What a video shows, on a static random background:
+
+* a white disk crossing the frame (wrapping at the edges) in one of four **directions**;
+* two **flashes**, a red square and a blue square, each visible for 26% of the video at a
+  random place: one early (starting at 6-12% of the video), one late (starting 54% of the
+  video after the early one, so 28% of the video lies between them);
+* two distractor squares in other colours bouncing around at random.
+
+The class is ``(direction, which flash comes first)``: with ``num_classes = 2 * D`` the
+directions used are the first ``D`` of right, left, down, up (``num_classes=2``: direction is
+a distractor and only the order counts). No single frame tells the class (the disk's position
+is random and each flash colour appears in every class). Direction is visible in any two
+consecutive frames. The order needs a clip that sees both flashes: a 16-frame consecutive clip
+of a 64-frame video never does (the gap is 18 frames), so it is at chance on the order; uniform
+clips (one run per quarter of the video) usually do, and long consecutive clips often do. That is
+what makes clip length and sampling change accuracy on this dataset.
+
+Example:
+    >>> from video3d.data.synthetic import make_synthetic_dataset
+    >>> info = make_synthetic_dataset("/tmp/synth", num_classes=4, videos_per_class=50,
+    ...                               frames=64, size=64, seed=0)  # doctest: +SKIP
+    >>> info.num_train, info.num_test, info.classes[0]  # doctest: +SKIP
+    (160, 40, 'right-red-first')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DIRECTIONS", "SyntheticDataset", "make_synthetic_dataset", "render_video"]
+
+DIRECTIONS: tuple[str, ...] = ("right", "left", "down", "up")
+_VECTORS = {"right": (0.0, 1.0), "left": (0.0, -1.0), "down": (1.0, 0.0), "up": (-1.0, 0.0)}
+_RED = np.array([220, 30, 30], np.uint8)
+_BLUE = np.array([30, 60, 230], np.uint8)
+_DISTRACTOR_COLOURS = np.array([[40, 200, 60], [230, 210, 40], [150, 60, 200], [40, 200, 200]],
+                               np.uint8)
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """Where :func:`make_synthetic_dataset` wrote what.
+
+    Attributes:
+        root: Dataset folder.
+        classes: Class names, index = label.
+        train_list: ``root/train.txt``.
+        test_list: ``root/test.txt``.
+        num_train: Training videos.
+        num_test: Test videos.
+        frames: Frames per video.
+        size: Frame side in pixels.
+        fps: Frame rate of the files.
+        seed: Generator seed.
+    """
+
+    root: str
+    classes: list[str]
+    train_list: str
+    test_list: str
+    num_train: int
+    num_test: int
+    frames: int
+    size: int
+    fps: int
+    seed: int
+
+
+def class_names(num_classes: int) -> list[str]:
+    """Names of the classes, ``"{direction}-{colour}-first"``."""
+    directions = DIRECTIONS[: max(1, num_classes // 2)] if num_classes > 2 else ("any",)
+    return [f"{d}-{first}-first" for d in directions for first in ("red", "blue")]
+
+
+def render_video(label: int, num_classes: int, frames: int, size: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Renders one video of class ``label`` as ``uint8 [frames, size, size, 3]``."""
+    red_first = label % 2 == 0
+    # With two classes the direction is drawn at random: a distractor.
+    pick = label // 2 if num_classes > 2 else int(rng.integers(4))
+    direction = DIRECTIONS[pick]
+    scale = size / 64.0
+    # Static background: a smooth colour field plus fixed grain.
+    coarse = rng.integers(50, 150, size=(4, 4, 3)).astype(np.float32)
+    grid = np.linspace(0, 3, size, dtype=np.float32)
+    i0 = np.minimum(grid.astype(int), 2)
+    t = (grid - i0)[:, None]
+    rows = coarse[i0] * (1 - t[..., None]) + coarse[i0 + 1] * t[..., None]  # [size, 4, 3]
+    field = rows[:, i0] * (1 - t.T[..., None]) + rows[:, i0 + 1] * t.T[..., None]
+    background = np.clip(field + rng.normal(0, 6, size=field.shape), 0, 255).astype(np.uint8)
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    radius = 7.0 * scale
+    speed = rng.uniform(1.0, 2.0) * scale
+    dy, dx = _VECTORS[direction]
+    cy, cx = rng.uniform(0, size, 2)
+
+    # Each flash lasts 26% of the video; the late one starts 54% after the early one, so
+    # 28% of the video separates them: more than a 16-of-64-frame consecutive clip spans.
+    flash = max(2, round(0.26 * frames))
+    early = int(round(rng.uniform(0.06, 0.12) * frames))
+    late = early + int(round(0.54 * frames))
+    side = max(4, round(14 * scale))
+    spots = rng.integers(0, size - side + 1, size=(2, 2))
+    first_colour, second_colour = (_RED, _BLUE) if red_first else (_BLUE, _RED)
+    events = [(early, first_colour, spots[0]), (late, second_colour, spots[1])]
+
+    dist_side = max(3, round(8 * scale))
+    dist_pos = rng.uniform(0, size - dist_side, size=(2, 2))
+    dist_vel = rng.uniform(-1.5, 1.5, size=(2, 2)) * scale
+    dist_col = _DISTRACTOR_COLOURS[rng.choice(len(_DISTRACTOR_COLOURS), 2, replace=False)]
+
+    video = np.empty((frames, size, size, 3), np.uint8)
+    half = size / 2.0
+    for f in range(frames):
+        img = video[f]
+        img[...] = background
+        for start, colour, (top, left) in events:
+            if start <= f < start + flash:
+                img[top : top + side, left : left + side] = colour
+        for k in range(2):
+            top, left = (int(v) for v in dist_pos[k])
+            img[top : top + dist_side, left : left + dist_side] = dist_col[k]
+            dist_pos[k] += dist_vel[k]
+            for axis in range(2):  # bounce off the edges
+                if not 0 <= dist_pos[k, axis] <= size - dist_side:
+                    dist_vel[k, axis] *= -1
+                    dist_pos[k, axis] = np.clip(dist_pos[k, axis], 0, size - dist_side)
+        py = (yy - (cy + dy * speed * f) + half) % size - half
+        px = (xx - (cx + dx * speed * f) + half) % size - half
+        img[py * py + px * px <= radius * radius] = 235
+    return video
+
+
+def _encode(path: Path, video: np.ndarray, fps: int, gop: int, crf: int) -> None:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream(
+            "libx264", rate=fps,
+            options={"crf": str(crf), "preset": "veryfast", "threads": "1",
+                     "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"},
+        )
+        stream.height, stream.width = video.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for image in video:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _write_one(job: tuple[str, int, int, int, int, int, int, int, int, int]) -> None:
+    path, label, num_classes, frames, size, fps, gop, crf, seed, number = job
+    rng = np.random.default_rng([seed, number])
+    _encode(Path(path), render_video(label, num_classes, frames, size, rng), fps, gop, crf)
+
+
+def make_synthetic_dataset(
+    root: str | os.PathLike[str],
+    *,
+    num_classes: int = 4,
+    videos_per_class: int = 50,
+    frames: int = 64,
+    size: int = 64,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    fps: int = 25,
+    gop: int = 16,
+    crf: int = 18,
+    workers: int = 1,
+) -> SyntheticDataset:
+    """Writes the synthetic dataset to ``root`` (see the module doc).
+
+    Args:
+        root: Output folder (created; existing files of the same names are overwritten).
+        num_classes: 2, 4, 6 or 8.
+        videos_per_class: Videos per class, train and test together.
+        frames: Frames per video (at least 16).
+        size: Frame side (e.g. 64 or 112; at least 32, even).
+        seed: Seed of everything random.
+        test_fraction: Share of each class written to ``test.txt``.
+        fps: Frame rate stored in the files.
+        gop: Keyframe interval of the h264 streams.
+        crf: x264 quality (lower is better).
+        workers: Processes that render and encode (1: this process).
+    """
+    if num_classes not in (2, 4, 6, 8):
+        raise ValueError(f"num_classes must be 2, 4, 6 or 8, got {num_classes!r}")
+    for name, value, low in (("videos_per_class", videos_per_class, 2), ("frames", frames, 16),
+                             ("size", size, 32), ("fps", fps, 1), ("gop", gop, 1),
+                             ("workers", workers, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if size % 2:
+        raise ValueError(f"size must be even (yuv420p), got {size}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    out = Path(root)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    classes = class_names(num_classes)
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_classes), videos_per_class)
+    order = rng.permutation(len(labels))
+    labels = labels[order]
+    num_test = max(1, round(test_fraction * videos_per_class))
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in range(num_classes):
+        is_test[np.flatnonzero(labels == label)[:num_test]] = True
+    jobs = [
+        (str(out / "videos" / f"v{i:05d}.mp4"), int(label), num_classes, frames, size, fps,
+         gop, crf, seed, i)
+        for i, label in enumerate(labels)
+    ]
+    if workers == 1:
+        for job in jobs:
+            _write_one(job)
+    else:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            list(pool.map(_write_one, jobs, chunksize=8))
+    lines = {True: [], False: []}  # type: dict[bool, list[str]]
+    for i, label in enumerate(labels):
+        lines[bool(is_test[i])].append(f"videos/v{i:05d}.mp4 {frames} {label}\n")
+    (out / "classes.txt").write_text("".join(c + "\n" for c in classes))
+    (out / "train.txt").write_text("".join(lines[False]))
+    (out / "test.txt").write_text("".join(lines[True]))
+    info = SyntheticDataset(
+        root=str(out), classes=classes, train_list=str(out / "train.txt"),
+        test_list=str(out / "test.txt"), num_train=len(lines[False]),
+        num_test=len(lines[True]), frames=frames, size=size, fps=fps, seed=seed,
+    )
+    (out / "info.json").write_text(json.dumps(asdict(info), indent=2))
+    return info

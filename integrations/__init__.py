@@ -1,0 +1,1 @@
+"""Adapters between stageplan and other tools (Optuna first: :mod:`integrations.optuna`)."""

@@ -1,0 +1,20 @@
+"""Optuna integration: plans stored as Optuna studies, and a knee-rule pruner.
+
+* :class:`OptunaStorage`: a :class:`stageplan.PlanStorage` in any Optuna storage (in-memory,
+  SQLite, journal file, PostgreSQL...). Every explored transition is one Optuna trial, so
+  several workers on several machines share a plan, a crashed run resumes, and
+  ``optuna.visualization`` / optuna-dashboard show it. ``plan(graph, fn,
+  storage="journal:/path/plan.log")`` or ``storage="postgresql://..."`` use it directly.
+* :class:`KneePruner`: prunes a plain Optuna trial once its curve has passed its fitted knee;
+  :func:`knee_value` and :func:`tell_knee` give the knee value its due.
+* :mod:`integrations.optuna.testing`: a reusable contract test suite for Optuna pruners.
+
+Optuna is imported lazily, when a storage connects or a pruner is built.
+"""
+
+from __future__ import annotations
+
+from integrations.optuna._pruner import KneePruner, knee_value, tell_knee
+from integrations.optuna._storage import ATTR_PREFIX, OptunaStorage
+
+__all__ = ["ATTR_PREFIX", "KneePruner", "OptunaStorage", "knee_value", "tell_knee"]

@@ -243,10 +243,9 @@ class Plan:
             f"final value {_fmt(self.final_value)} ({self.mode})"
         ]
         for i, s in enumerate(self.stages):
-            params = ", ".join(f"{k}={v}" for k, v in s.params.items())
-            lines.append(
-                f"  {i + 1}. {s.state:<40} {s.epochs:>4} epochs  value {_fmt(s.value)}  [{params}]"
-            )
+            params = ",".join(f"{k}={v}" for k, v in s.params.items())
+            shown = s.state if s.state == params else f"{s.state} [{params}]"
+            lines.append(f"  {i + 1}. {shown}: {s.epochs} epochs, value {_fmt(s.value)}")
         if self.transitions:
             done = [t for t in self.transitions if t.status == "complete"]
             failed = [t for t in self.transitions if t.status == "failed"]

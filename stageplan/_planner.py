@@ -242,6 +242,11 @@ def _run_one(
     except Exception:  # noqa: BLE001
         return fail(traceback.format_exc())
     value = trial.values[ckpt_epoch]
+    if not math.isfinite(value):
+        return fail(
+            f"transition {edge_label(edge)}: the value of the kept epoch {ckpt_epoch} is not "
+            f"finite ({value}); the run diverged"
+        )
     record = make(
         "complete", knee_epoch=knee, checkpoint_epoch=ckpt_epoch, value=value, checkpoint=ref
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import multiprocessing
 import os
@@ -119,27 +120,26 @@ def resolve_storage(storage: PlanStorage | str | os.PathLike[str]) -> PlanStorag
         if storage.startswith("file://"):
             return LocalStorage(storage[len("file://") :])
         if "://" in storage or storage.startswith("journal:"):
-            try:
-                from integrations.optuna import OptunaStorage
-            except ImportError as exc:
-                raise StorageError(
-                    f"storage {storage!r} needs the Optuna adapter "
-                    "(pip install 'stageplan[optuna]'): {exc}"
-                ) from exc
-            resolved: PlanStorage = OptunaStorage(storage)
-            return resolved
+            return _optuna_storage(storage)
         return LocalStorage(storage)
-    # An Optuna BaseStorage object, say.
-    try:
-        from integrations.optuna import OptunaStorage
-    except ImportError:
-        pass
-    else:
-        return OptunaStorage(storage)  # type: ignore[no-any-return]
+    if type(storage).__module__.split(".")[0] == "optuna":  # an optuna BaseStorage object
+        return _optuna_storage(storage)
     raise TypeError(
         f"storage must be a directory path, a storage URL or a PlanStorage, got "
         f"{type(storage).__name__} {storage!r}"
     )
+
+
+def _optuna_storage(storage: object) -> PlanStorage:
+    try:
+        adapter: Any = importlib.import_module("integrations.optuna")
+    except ImportError as exc:
+        raise StorageError(
+            f"storage {storage!r} needs the Optuna adapter (pip install 'stageplan[optuna]'): "
+            f"{exc}"
+        ) from exc
+    resolved: PlanStorage = adapter.OptunaStorage(storage)
+    return resolved
 
 
 @dataclass

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stageplan import Plan, TransitionGraph
+from stageplan.cli import main
+
+
+def test_graph_paper_prints_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "graph",
+                "--clip-lengths",
+                "16",
+                "32",
+                "64",
+                "--learning-rates",
+                "0.01",
+                "0.001",
+                "0.0001",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "19 states, 36 edges" in out and "[final]" in out
+
+
+def test_graph_json_round_trips_through_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "graph",
+                "--clip-lengths",
+                "16",
+                "32",
+                "--learning-rates",
+                "0.1",
+                "0.01",
+                "--basic",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    assert main(["graph", str(tmp_path / "g.json")]) == 0
+    assert TransitionGraph.from_dict(data).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (
+            '{"states": [{"name": "start"}], "edges": [["start", "x"]], "start": "start"}',
+            "unknown state 'x'",
+        ),
+        ("{", "is not JSON"),
+        ('{"paper": {"clip_lengths": [32, 16], "learning_rates": [0.1]}}', "strictly increasing"),
+        ('{"edges": []}', "needs the keys"),
+    ],
+)
+def test_bad_graph_files_exit_2_with_one_line(
+    tmp_path: Path, content: str, match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "g.json").write_text(content)
+    assert main(["graph", str(tmp_path / "g.json")]) == 2
+    err = capsys.readouterr().err
+    assert "stageplan graph: error:" in err and match in err
+    assert "Traceback" not in err
+
+
+def test_plan_command_runs_a_worker_and_show_prints_it(tmp_path: Path) -> None:
+    module = tmp_path / "mytrainer.py"
+    module.write_text(
+        "def run(trial):\n"
+        "    for epoch in trial.epochs():\n"
+        "        trial.report(min(epoch, 8) * trial.params['size'] - 0.01 * epoch ** 2)\n"
+    )
+    graph = TransitionGraph.grid(("size", [1, 2]), ("lr", [0.1, 0.01]))
+    (tmp_path / "g.json").write_text(json.dumps(graph.to_dict()))
+    env_path = {"PYTHONPATH": str(tmp_path)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "stageplan",
+        "plan",
+        "--graph",
+        str(tmp_path / "g.json"),
+        "--fn",
+        "mytrainer:run",
+        "--storage",
+        str(tmp_path / "store"),
+        "--delay",
+        "3",
+        "--max-epochs",
+        "30",
+        "--out",
+        str(tmp_path / "plan.json"),
+        "--quiet",
+    ]
+    import os
+
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, **env_path}, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "plan written to" in done.stdout
+    plan = Plan.load(tmp_path / "plan.json")
+    assert plan.stages[-1].state == "size=2,lr=0.01"
+    shown = subprocess.run(
+        [sys.executable, "-m", "stageplan", "show", str(tmp_path / "plan.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0 and "explored 7 transitions" in shown.stdout
+
+
+def test_plan_command_bad_function(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = TransitionGraph.grid(("size", [1, 2]), ("lr", [0.1, 0.01]))
+    (tmp_path / "g.json").write_text(json.dumps(graph.to_dict()))
+    code = main(
+        [
+            "plan",
+            "--graph",
+            str(tmp_path / "g.json"),
+            "--fn",
+            "no_such_mod:run",
+            "--storage",
+            str(tmp_path / "s"),
+        ]
+    )
+    assert code == 2
+    assert "cannot import module 'no_such_mod'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "plan",
+                "--graph",
+                str(tmp_path / "g.json"),
+                "--fn",
+                "json",
+                "--storage",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
+    assert "must look like 'package.module:function'" in capsys.readouterr().err

@@ -46,13 +46,15 @@ class Trial:
     transition at the right epoch (then ``init_checkpoint`` is this transition's own
     checkpoint of epoch :attr:`epoch` and the epochs before are already reported).
 
-    Example:
-        >>> def run_transition(trial):
-        ...     model = load(trial.init_checkpoint)            # None: fresh weights
-        ...     for epoch in trial.epochs():                    # 0, 1, 2, ... until stopped
-        ...         if epoch > 0:
-        ...             train_one_epoch(model, lr=trial.params["learning_rate"])
-        ...         trial.report(evaluate(model), save=lambda path: save(model, path))
+    Example (``load``, ``train_one_epoch``, ``evaluate`` and ``save`` are the trainer's own;
+    ``examples/numpy_staged.py`` is a complete runnable one)::
+
+        def run_transition(trial):
+            model = load(trial.init_checkpoint)            # None: fresh weights
+            for epoch in trial.epochs():                    # 0, 1, 2, ... until stopped
+                if epoch > 0:
+                    train_one_epoch(model, lr=trial.params["learning_rate"])
+                trial.report(evaluate(model), save=lambda path: save(model, path))
     """
 
     def __init__(

@@ -314,6 +314,10 @@ class KneeRule:
 class KneeTracker:
     """Feeds a :class:`KneeRule` one value per epoch, warm-starting each fit from the last.
 
+    A warm fit that fails falls back to the cold starts. On short prefixes (a few epochs past
+    ``delay``) a warm start can settle in a neighbouring local minimum of the least-squares
+    problem; its decisions matched cold ``decide`` calls in the tests, its RMSE within 3%.
+
     Args:
         rule: The rule to apply.
         mode: ``"max"`` or ``"min"``.

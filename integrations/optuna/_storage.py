@@ -225,6 +225,10 @@ class OptunaStorage:
         4
     """
 
+    #: Take over a running transition at once when its worker process on this host is dead
+    #: (otherwise only after ``stale_after`` seconds without a heartbeat).
+    _check_local_pids = True
+
     def __init__(
         self,
         storage: str | BaseStorage,
@@ -281,6 +285,7 @@ class OptunaStorage:
         self._study_id: int | None = None
         self._claims: dict[EdgeKey, _Claim] = {}
         self._surrendered: set[str] = set()
+        self._lost: set[EdgeKey] = set()
         self._ckpt: ArtifactCheckpoints | DirectoryCheckpoints | None = None
         self._params: dict[str, dict[str, Any]] = {}
         self._choices: dict[str, list[Any]] = {}
@@ -307,6 +312,7 @@ class OptunaStorage:
         state["_pid"] = None
         state["_claims"] = {}
         state["_surrendered"] = set()
+        state["_lost"] = set()
         state["_study_id"] = None
         return state
 
@@ -320,6 +326,7 @@ class OptunaStorage:
             self._optuna = None
             self._claims = {}
             self._surrendered = set()
+            self._lost = set()
             self._study_id = None
             self._optuna = self._connect(pid)
             self._pid = pid
@@ -675,7 +682,8 @@ class OptunaStorage:
         beats: list[float] = []
         if isinstance(owner, dict):
             if (
-                owner.get("host") == socket.gethostname()
+                self._check_local_pids
+                and owner.get("host") == socket.gethostname()
                 and isinstance(owner.get("pid"), int)
                 and not _pid_alive(owner["pid"])
             ):
@@ -796,6 +804,7 @@ class OptunaStorage:
             self._backend().set_trial_user_attr(claim.trial_id, T_PROGRESS, stored)
         except UpdateFinishedTrialError:
             self._claims.pop(edge, None)
+            self._lost.add(edge)
             self._surrendered |= claim.saved_refs  # the taker resumes from these
             raise StorageError(
                 f"transition {edge_label(edge)} was taken over by another worker (no "
@@ -814,6 +823,15 @@ class OptunaStorage:
 
         self._backend()
         claim = self._claims.get(record.edge)
+        if claim is None and record.edge in self._lost:
+            self._lost.discard(record.edge)
+            _log.warning(
+                "transition %s: the result of %s is dropped: another worker took the "
+                "transition over (raise stale_after above the longest epoch)",
+                edge_label(record.edge),
+                worker,
+            )
+            return
         if claim is None:
             if record.edge in self.records():
                 return  # finished already

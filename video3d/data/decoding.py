@@ -53,6 +53,7 @@ _COUNT_MODES = ("auto", "decode", "header")
 _UNTRUSTED_FORMATS = frozenset({"avi", "matroska", "webm", "matroska,webm", "flv", "mpeg", "ogg"})
 _YUV420 = frozenset({"yuv420p", "yuvj420p"})
 _SEEK_RETRIES = 4
+_MIN_SKIP = 8  # frames of decoding a second seek must save to be worth it
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class VideoReader:
         rate = Fraction(fps).limit_denominator(1_000_000) if fps is not None else None
         self._rate: Fraction | None = rate or _frame_rate(stream)
         self._counted = False
+        self._keyframes: np.ndarray | None = None
         if num_frames is not None:
             self._num_frames: int = int(num_frames)
         else:
@@ -186,6 +188,10 @@ class VideoReader:
             self.close()
             raise VideoDecodeError("file has no video stream", path=self.path)
         self._stream = self._container.streams.video[0]
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+        self._sws_threads = 1 if threads == 1 else 0
         ctx = self._stream.codec_context
         ctx.thread_count = threads
         ctx.thread_type = "AUTO" if threads != 1 else "SLICE"
@@ -321,33 +327,15 @@ class VideoReader:
     ) -> dict[int, np.ndarray]:
         import av
 
-        first, last = int(unique[0]), int(unique[-1])
-        wanted = set(unique.tolist())
         got: dict[int, np.ndarray] = {}
         try:
-            # One seek to the keyframe at or before the first wanted frame. Some demuxers seek
-            # by decode timestamp (AVI with B-frames), so a seek can land on a keyframe shown
-            # after the wanted frame: then seek again a growing margin earlier, and finally to
-            # the start. Each retry costs a seek and one decoded frame.
-            margin = 0
-            for attempt in range(_SEEK_RETRIES + 1):
-                got.clear()
-                seek_frame = first - margin
-                from_start = seek_frame <= 0 or attempt == _SEEK_RETRIES
-                landed = self._decode_run(
-                    seek_frame, first, last, wanted, got, box, size, from_start=from_start
-                )
-                if landed is None:
-                    break
-                if landed < 0:  # a frame without timestamps: only the start is certain
-                    margin = first
-                    continue
-                margin = 2 * margin + (landed - first) + 1
+            for group in self._runs(unique):
+                self._decode_group(group, got, box, size)
         except av.FFmpegError as exc:
             raise VideoDecodeError(
-                f"decoding failed before frame {last} ({exc})", path=self.path
+                f"decoding failed before frame {int(unique[-1])} ({exc})", path=self.path
             ) from exc
-        missing = sorted(wanted - got.keys())
+        missing = sorted(set(unique.tolist()) - got.keys())
         if missing:
             more = "..." if len(missing) > 5 else ""
             raise VideoDecodeError(
@@ -356,6 +344,69 @@ class VideoReader:
                 path=self.path,
             )
         return got
+
+    def _runs(self, unique: np.ndarray) -> list[np.ndarray]:
+        """Splits sorted wanted frames where a keyframe lets a seek skip decoding.
+
+        A contiguous request is one run (one seek). A sparse one (uniform sampling) starts a
+        new run wherever a keyframe lies between two wanted frames far enough apart that
+        seeking to it skips at least ``_MIN_SKIP`` frames of decoding.
+        """
+        if len(unique) < 2 or int(np.diff(unique).max()) <= _MIN_SKIP:
+            return [unique]
+        keyframes = self._keyframe_indices()
+        if keyframes.size == 0:
+            return [unique]
+        slot = np.searchsorted(keyframes, unique, side="right") - 1
+        before = np.where(slot >= 0, keyframes[np.maximum(slot, 0)], 0)
+        skip = before[1:] - unique[:-1] - 1  # frames a seek to the next keyframe avoids
+        cuts = np.flatnonzero(skip >= _MIN_SKIP) + 1
+        return np.split(unique, cuts)
+
+    def _keyframe_indices(self) -> np.ndarray:
+        """Frame indices of the keyframes, from one demux pass (no decoding), cached."""
+        if self._keyframes is None:
+            found = []
+            try:
+                self._container.seek(self._start_pts, stream=self._stream, backward=True)
+                for packet in self._container.demux(self._stream):
+                    if packet.is_keyframe and packet.pts is not None:
+                        index = self._index_of(packet.pts)
+                        if index is not None:
+                            found.append(index)
+            except Exception:  # noqa: BLE001 - an unreadable index only costs speed
+                found = []
+            self._keyframes = np.unique(np.asarray(found, dtype=np.int64))
+        return self._keyframes
+
+    def _decode_group(
+        self,
+        unique: np.ndarray,
+        got: dict[int, np.ndarray],
+        box: tuple[int, int, int, int] | None,
+        size: tuple[int, int] | None,
+    ) -> None:
+        first, last = int(unique[0]), int(unique[-1])
+        wanted = set(unique.tolist())
+        # One seek to the keyframe at or before the first wanted frame. Some demuxers seek
+        # by decode timestamp (AVI with B-frames), so a seek can land on a keyframe shown
+        # after the wanted frame: then seek again a growing margin earlier, and finally to
+        # the start. Each retry costs a seek and one decoded frame.
+        margin = 0
+        for attempt in range(_SEEK_RETRIES + 1):
+            for index in wanted:
+                got.pop(index, None)
+            seek_frame = first - margin
+            from_start = seek_frame <= 0 or attempt == _SEEK_RETRIES
+            landed = self._decode_run(
+                seek_frame, first, last, wanted, got, box, size, from_start=from_start
+            )
+            if landed is None:
+                return
+            if landed < 0:  # a frame without timestamps: only the start is certain
+                margin = first
+                continue
+            margin = 2 * margin + (landed - first) + 1
 
     def _decode_run(
         self,
@@ -402,11 +453,8 @@ class VideoReader:
             return self._convert_yuv_crop(frame, box, size)
         if box is None and size is not None:
             out_h, out_w = size
-            resized = frame.reformat(
-                width=out_w, height=out_h, format="rgb24", interpolation=self._interpolation
-            )
-            return np.asarray(resized.to_ndarray())
-        rgb = frame.to_ndarray(format="rgb24")
+            return self._to_rgb(frame, size)
+        rgb = self._to_rgb(frame, None)
         if box is not None:
             top, left, h, w = box
             rgb = rgb[top : top + h, left : left + w]
@@ -434,13 +482,19 @@ class VideoReader:
                 cropped.colorspace = frame.colorspace
                 cropped.color_range = frame.color_range
         if size is not None:
-            out_h, out_w = size
-            rgb = cropped.reformat(
-                width=out_w, height=out_h, format="rgb24", interpolation=self._interpolation
-            ).to_ndarray()
-            return np.asarray(rgb)
-        rgb = cropped.to_ndarray(format="rgb24")
+            return self._to_rgb(cropped, size)
+        rgb = self._to_rgb(cropped, None)
         return np.ascontiguousarray(rgb[dy : dy + box[2], dx : dx + box[3]])
+
+    def _to_rgb(self, frame: Any, size: tuple[int, int] | None) -> np.ndarray:
+        # One reformatter per reader: libswscale contexts are cached across frames (a
+        # frame's own reformat() builds a new context per frame, ~10x slower on small frames).
+        out_h, out_w = size if size is not None else (None, None)
+        rgb = self._reformatter.reformat(
+            frame, width=out_w, height=out_h, format="rgb24",
+            interpolation=self._interpolation, threads=self._sws_threads,
+        )
+        return np.asarray(rgb.to_ndarray())
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

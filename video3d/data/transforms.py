@@ -184,12 +184,13 @@ def finish_clip(
     frames = torch.as_tensor(clip)
     if flip:
         frames = frames.flip(2)
-    out = frames.permute(3, 0, 1, 2).to(torch.float32)
+    # One contiguous channel-first copy, then (x - mean) / std as x * (1/std) + (-mean/std).
+    out = frames.permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
     if mean is None or std is None:
-        return out.div_(255.0)
-    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32).view(3, 1, 1, 1)
-    s = torch.tensor([255.0 * v for v in std], dtype=torch.float32).view(3, 1, 1, 1)
-    return out.sub_(m).div_(s)
+        return out.mul_(1.0 / 255.0)
+    scale = torch.tensor([1.0 / (255.0 * v) for v in std], dtype=torch.float32)
+    bias = torch.tensor([-m / v for m, v in zip(mean, std)], dtype=torch.float32)
+    return out.mul_(scale.view(3, 1, 1, 1)).add_(bias.view(3, 1, 1, 1))
 
 
 def _apply(clip: torch.Tensor | np.ndarray, plan: CropPlan) -> torch.Tensor:

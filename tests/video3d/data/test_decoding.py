@@ -222,3 +222,22 @@ def test_decode_error_pickles() -> None:
     err = pickle.loads(pickle.dumps(VideoDecodeError("broken", path="a.mp4")))
     assert str(err) == "a.mp4: broken"
     assert err.path == "a.mp4"
+
+
+@pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "mpeg4-avi"])
+def test_sparse_request_seeks_per_keyframe_run(videos, read_ids, kind: str) -> None:
+    """Uniform clips: one seek per run whose keyframe skips decoding, never one per frame."""
+    reader = VideoReader(videos[kind])
+    proxy = _CountingContainer(reader._container)
+    reader._container = proxy
+    wanted = [2, 3, 45, 46, 85, 86]
+    assert read_ids(reader.read(wanted)) == wanted
+    keyint = 40 if kind == "h264-mp4" else 30
+    runs = [(0, 3), (keyint, 46), (2 * keyint, 86)]
+    assert proxy.decoded == sum(b - a + 1 for a, b in runs) < 87
+    assert proxy.seeks <= 1 + len(runs) + 2  # keyframe scan + one per run (+ AVI retries)
+    dense = [10, 11, 12, 13, 14, 15]
+    proxy.decoded = 0
+    assert read_ids(reader.read(dense)) == dense
+    assert proxy.decoded == 16  # from keyframe 0 to frame 15, one run
+    proxy.inner.close()

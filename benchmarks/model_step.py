@@ -1,6 +1,7 @@
 """Training-step speed of DG-P3D (and torchvision's r2plus1d_18 / r3d_18 where importable).
 
-One step = forward, loss, backward and an SGD update. Reports clips/s, the training FLOPs per clip
+One step = forward, loss, backward and an SGD update (CUDA: mean over the timed steps; CPU:
+median step, since the CPU is shared). Reports clips/s, the training FLOPs per clip
 (forward + backward, counted by ``torch.utils.flop_counter.FlopCounterMode`` on the meta device)
 and model FLOPs utilisation (MFU) against a peak: on CUDA the H200's dense bf16 spec, 989 TFLOP/s
 (``--peak-tflops`` to change it); on CPU no peak is assumed unless given.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -34,6 +36,7 @@ class Result:
     batch: int
     clip: str
     step_ms: float
+    timing: str
     clips_per_s: float
     train_gflop_per_clip: float
     achieved_tflops: float
@@ -91,18 +94,25 @@ def time_steps(
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if cuda:
+    if cuda:  # one host sync at the end; mean over the steps
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
         torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - t0
+        step_s = (time.perf_counter() - t0) / steps
+    else:  # a shared CPU is noisy: median of per-step times
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        step_s = statistics.median(times)
     flops = train_flops_per_clip(build, clip)
-    clips_per_s = batch * steps / elapsed
+    clips_per_s = batch / step_s
     achieved = flops * clips_per_s / 1e12
     return Result(
         model=name, device=str(device), batch=batch, clip="x".join(map(str, clip)),
-        step_ms=1e3 * elapsed / steps, clips_per_s=clips_per_s,
+        step_ms=1e3 * step_s, timing="mean" if cuda else "median", clips_per_s=clips_per_s,
         train_gflop_per_clip=flops / 1e9, achieved_tflops=achieved,
         mfu=None if peak_tflops is None else achieved / peak_tflops,
         peak_mem_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
@@ -125,7 +135,7 @@ def _format(r: Result) -> str:
     mem = "" if r.peak_mem_gib is None else f"  peak mem {r.peak_mem_gib:.1f} GiB"
     return (
         f"{r.model:<26} {r.device:<6} batch {r.batch:<3} clip {r.clip:<10} "
-        f"{r.step_ms:9.1f} ms/step {r.clips_per_s:9.2f} clips/s  "
+        f"{r.step_ms:9.1f} ms/step ({r.timing}) {r.clips_per_s:9.2f} clips/s  "
         f"{r.train_gflop_per_clip:8.3g} GFLOP/clip (fwd+bwd)  {r.achieved_tflops:8.3g} TFLOP/s  "
         f"MFU {mfu}{mem}"
     )
@@ -152,10 +162,14 @@ def main(argv: list[str] | None = None) -> list[Result]:
                    help=f"MFU peak (default cuda: H200 dense bf16 {H200_BF16_DENSE_TFLOPS})")
     p.add_argument("--torchvision", action=argparse.BooleanOptionalAction, default=None,
                    help="also time torchvision r2plus1d_18 / r3d_18 (default: on for cuda)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
 
     from video3d.models import build_model
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = dev.type == "cuda"
@@ -168,7 +182,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     size = args.size or (224 if cuda else 64)
     batch = args.batch or (16 if cuda else 8)
     steps = args.steps or (20 if cuda else 10)
-    warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
+    warmup = args.warmup if args.warmup is not None else 5
     if args.quick:
         size, batch, steps, warmup = (args.size or 32), (args.batch or 2), 1, 1
         if not cuda:

@@ -106,7 +106,8 @@ def _table(args: argparse.Namespace) -> str:
         for f in args.frames:
             s = summarize(model, (1, 3, f, args.size, args.size), name=name)
             params = s.params
-            cells.append(f"{s.macs / 1e9:.1f}")
+            g = s.macs / 1e9
+            cells.append(f"{g:.1f}" if g >= 10 else f"{g:.3g}")
         lines.append(f"| {name} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -126,7 +126,8 @@ class VideoReader:
             unreliable (WebM, Matroska, AVI, ...) and trusts MP4/MOV headers; ``"decode"``
             always counts; ``"header"`` never decodes to count (estimates from the duration
             when the header has no count).
-        interpolation: libswscale interpolation for ``read(..., size=...)``.
+        interpolation: libswscale scaler for ``read(..., size=...)``; ``"AREA"`` (default)
+            averages when shrinking and is bilinear when enlarging.
 
     Raises:
         VideoDecodeError: The file is missing, not a video, or has no video stream.
@@ -140,7 +141,7 @@ class VideoReader:
         fps: float | None = None,
         threads: int = 1,
         count_frames: CountMode = "auto",
-        interpolation: str = "BILINEAR",
+        interpolation: str = "AREA",
     ) -> None:
         if count_frames not in _COUNT_MODES:
             raise ValueError(f"count_frames must be one of {_COUNT_MODES}, got {count_frames!r}")

@@ -109,13 +109,19 @@ def _describe_mismatch(stored: Any, wanted: Any) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: trust kill(pid, 0)
+    return state not in ("Z", "X")
 
 
 def chain_head(trials: list[FrozenTrial]) -> FrozenTrial | None:

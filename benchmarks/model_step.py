@@ -73,7 +73,7 @@ def time_steps(
     torch.manual_seed(0)
     model = build().to(device).train()
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = model.to(memory_format=fmt)  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, 3, *clip, device=device).to(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=device)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ class DualFeatures(NamedTuple):
 
 
 def dual_head_loss(
-    output: DualLogits | torch.Tensor, target: torch.Tensor, **ce_kwargs: object
+    output: DualLogits | torch.Tensor, target: torch.Tensor, **ce_kwargs: Any
 ) -> torch.Tensor:
     """Training loss of any model here: CE(temporal) + CE(spatial), or CE for one head.
 
@@ -66,10 +66,10 @@ def dual_head_loss(
     """
     if isinstance(output, DualLogits):
         return F.cross_entropy(output.temporal, target, **ce_kwargs) + F.cross_entropy(
-            output.spatial, target, **ce_kwargs  # type: ignore[arg-type]
+            output.spatial, target, **ce_kwargs
         )
     if isinstance(output, torch.Tensor):
-        return F.cross_entropy(output, target, **ce_kwargs)  # type: ignore[arg-type]
+        return F.cross_entropy(output, target, **ce_kwargs)
     raise TypeError(
         f"output must be a DualLogits or a Tensor of logits, got {type(output).__name__}."
     )
@@ -250,7 +250,7 @@ class VideoResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def loss(
-        self, output: DualLogits | torch.Tensor, target: torch.Tensor, **ce_kwargs: object
+        self, output: DualLogits | torch.Tensor, target: torch.Tensor, **ce_kwargs: Any
     ) -> torch.Tensor:
         """CE(temporal) + CE(spatial) for dual-head output, CE otherwise."""
         return dual_head_loss(output, target, **ce_kwargs)

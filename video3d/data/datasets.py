@@ -112,13 +112,14 @@ class VideoClipDataset(Dataset[Any]):
         if mode == "val" and num_clips != 1:
             raise ValueError(f"val mode takes one clip per video, got num_clips={num_clips}")
         self.num_clips = num_clips if mode == "test" else 1
-        if transform is None:
-            transform = {
-                "train": TrainTransform(),
-                "val": EvalTransform(),
-                "test": EvalTransform(256, 256, num_crops=3),
-            }[mode]
-        self.transform = transform
+        defaults: dict[str, Callable[..., torch.Tensor]] = {
+            "train": TrainTransform(),
+            "val": EvalTransform(),
+            "test": EvalTransform(256, 256, num_crops=3),
+        }
+        self.transform: Callable[..., torch.Tensor] = (
+            transform if transform is not None else defaults[mode]
+        )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.max_retries = max_retries

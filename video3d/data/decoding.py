@@ -462,7 +462,7 @@ class VideoReader:
         if size is not None and rgb.shape[:2] != size:
             from video3d.data.transforms import resize_uint8
 
-            return resize_uint8(rgb[None], size)[0]
+            return resize_uint8(np.ascontiguousarray(rgb)[None], size)[0].numpy()
         return np.ascontiguousarray(rgb)
 
     def _convert_yuv_crop(

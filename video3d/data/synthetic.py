@@ -232,9 +232,9 @@ def make_synthetic_dataset(
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
             list(pool.map(_write_one, jobs, chunksize=8))
-    lines = {True: [], False: []}  # type: dict[bool, list[str]]
-    for i, label in enumerate(labels):
-        lines[bool(is_test[i])].append(f"videos/v{i:05d}.mp4 {frames} {label}\n")
+    lines: dict[bool, list[str]] = {True: [], False: []}
+    for i, label_id in enumerate(labels.tolist()):
+        lines[bool(is_test[i])].append(f"videos/v{i:05d}.mp4 {frames} {label_id}\n")
     (out / "classes.txt").write_text("".join(c + "\n" for c in classes))
     (out / "train.txt").write_text("".join(lines[False]))
     (out / "test.txt").write_text("".join(lines[True]))

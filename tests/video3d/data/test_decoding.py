@@ -241,3 +241,25 @@ def test_sparse_request_seeks_per_keyframe_run(videos, read_ids, kind: str) -> N
     assert read_ids(reader.read(dense)) == dense
     assert proxy.decoded == 16  # from keyframe 0 to frame 15, one run
     proxy.inner.close()
+
+
+def test_non_420_video_crops_after_conversion(tmp_path: Path, read_ids) -> None:
+    import av
+
+    from video3d.data.transforms import resize_uint8
+
+    path = tmp_path / "v444.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv444p"
+        for i in range(12):
+            image = np.zeros((96, 128, 3), np.uint8)
+            image[:, : 8 * (i + 1)] = 200
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    with VideoReader(path) as reader:
+        full = reader.read([3, 9])
+        crop = reader.read([3, 9], crop=(10, 20, 40, 60), size=(20, 30))
+    assert tuple(crop.shape) == (2, 20, 30, 3) and crop.dtype == torch.uint8
+    expected = resize_uint8(full[:, 10:50, 20:80].contiguous(), (20, 30))
+    assert (crop.int() - expected.int()).abs().max() <= 1

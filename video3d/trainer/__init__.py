@@ -1,0 +1,155 @@
+"""Training and planning of 3D ConvNets with stageplan: the ``video3d`` workload's trainer.
+
+* :class:`VideoTrainer`: a transition function of the Trial protocol (``trainer(trial)``) that
+  trains a model from :mod:`video3d.models` on data from :mod:`video3d.data` under a state's
+  sampling, clip length and learning rate; also retrains fixed schedules and runs the final
+  10-clip x 3-crop protocol. DDP through ``torchrun`` (rank 0 reports, the stop is broadcast).
+* :class:`TrainConfig` and :data:`PRESETS` (the paper's datasets, ``synthetic``, ``tiny``),
+  :func:`load_config_file` (JSON or TOML overrides).
+* :func:`load_data`: resolve and check an index directory (generating the synthetic dataset on
+  first use).
+* :func:`run_planning`: the whole job (plan, pictures, test accuracy, hand-tuned comparison);
+  :func:`hand_tuned_plan`, :func:`graph_for`, :func:`rule_for`.
+* :func:`plot_graph`, :func:`plot_curves` (matplotlib optional).
+
+Nothing heavy is imported until used.
+
+Example:
+    >>> from video3d.trainer import get_preset, graph_for
+    >>> cfg = get_preset("synthetic")
+    >>> len(graph_for(cfg).edges), cfg.clip_batch(32)
+    (22, (4, 4))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "ConfigError": "_config",
+    "PRESETS": "_config",
+    "TrainConfig": "_config",
+    "get_preset": "_config",
+    "list_presets": "_config",
+    "load_config_file": "_config",
+    "CachedClipDataset": "_data",
+    "DataBundle": "_data",
+    "DataError": "_data",
+    "FrameCache": "_data",
+    "default_data_dir": "_data",
+    "load_data": "_data",
+    "make_dataset": "_data",
+    "DistContext": "_ddp",
+    "FollowerTrial": "_ddp",
+    "LeaderTrial": "_ddp",
+    "dist_context": "_ddp",
+    "init_distributed": "_ddp",
+    "JobResult": "_job",
+    "graph_for": "_job",
+    "hand_tuned_plan": "_job",
+    "rule_for": "_job",
+    "run_planning": "_job",
+    "test_plan_checkpoint": "_job",
+    "plot_curves": "_plots",
+    "plot_graph": "_plots",
+    "save_pictures": "_plots",
+    "ProgressBar": "_progress",
+    "VideoTrainer": "_trainer",
+    "build_model_for": "_trainer",
+    "check_model": "_trainer",
+    "load_checkpoint_file": "_trainer",
+    "topk_correct": "_trainer",
+}
+
+__all__ = [
+    "CachedClipDataset",
+    "ConfigError",
+    "DataBundle",
+    "DataError",
+    "DistContext",
+    "FollowerTrial",
+    "FrameCache",
+    "JobResult",
+    "LeaderTrial",
+    "PRESETS",
+    "ProgressBar",
+    "TrainConfig",
+    "VideoTrainer",
+    "build_model_for",
+    "check_model",
+    "default_data_dir",
+    "dist_context",
+    "get_preset",
+    "graph_for",
+    "hand_tuned_plan",
+    "init_distributed",
+    "list_presets",
+    "load_checkpoint_file",
+    "load_config_file",
+    "load_data",
+    "make_dataset",
+    "plot_curves",
+    "plot_graph",
+    "rule_for",
+    "run_planning",
+    "save_pictures",
+    "test_plan_checkpoint",
+    "topk_correct",
+]
+
+if TYPE_CHECKING:
+    from video3d.trainer._config import (
+        PRESETS,
+        ConfigError,
+        TrainConfig,
+        get_preset,
+        list_presets,
+        load_config_file,
+    )
+    from video3d.trainer._data import (
+        CachedClipDataset,
+        DataBundle,
+        DataError,
+        FrameCache,
+        default_data_dir,
+        load_data,
+        make_dataset,
+    )
+    from video3d.trainer._ddp import (
+        DistContext,
+        FollowerTrial,
+        LeaderTrial,
+        dist_context,
+        init_distributed,
+    )
+    from video3d.trainer._job import (
+        JobResult,
+        graph_for,
+        hand_tuned_plan,
+        rule_for,
+        run_planning,
+        test_plan_checkpoint,
+    )
+    from video3d.trainer._plots import plot_curves, plot_graph, save_pictures
+    from video3d.trainer._progress import ProgressBar
+    from video3d.trainer._trainer import (
+        VideoTrainer,
+        build_model_for,
+        check_model,
+        load_checkpoint_file,
+        topk_correct,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

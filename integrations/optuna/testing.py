@@ -45,6 +45,7 @@ from typing import Any
 import optuna
 import pytest
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 __all__ = [
@@ -58,6 +59,12 @@ __all__ = [
 
 N_STEPS = 20
 """Steps every curve of the suite is reported for (0 .. N_STEPS - 1)."""
+
+
+def _direction(direction: str) -> StudyDirection:
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    return StudyDirection.MAXIMIZE if direction == "maximize" else StudyDirection.MINIMIZE
 
 
 def _orient(direction: str, acc: float) -> float:
@@ -90,7 +97,7 @@ def reference_study(
     """
     study = optuna.create_study(
         study_name=name,
-        direction=direction,
+        direction=_direction(direction),
         pruner=pruner,
         sampler=optuna.samplers.RandomSampler(seed=0),
     )
@@ -190,7 +197,7 @@ class PrunerContract:
     def test_first_trial_with_a_healthy_curve_is_not_pruned(
         self, pruner: BasePruner, direction: str
     ) -> None:
-        study = optuna.create_study(direction=direction, pruner=pruner)
+        study = optuna.create_study(direction=_direction(direction), pruner=pruner)
         got = decisions(study, [good_curve(direction, s) for s in range(N_STEPS)])
         assert not any(got), f"pruned at steps {[s for s, d in enumerate(got) if d]}"
 

@@ -275,10 +275,10 @@ PRESETS: dict[str, TrainConfig] = {
     "synthetic": TrainConfig(
         name="synthetic", num_classes=4, model="dg_p3d_resnet10", width=0.25,
         stem_temporal_stride=2, dropout=0.2, clip_lengths=(8, 16, 32),
-        learning_rates=(0.1, 0.01), samplings=("consecutive", "uniform"), flip=False,
+        learning_rates=(0.02, 0.002), samplings=("consecutive", "uniform"), flip=False,
         frozen_bn_clip_lengths=(), crop_size=32, short_side=(32, 40), eval_short_side=32,
-        test_short_side=32, batch_size=16, device_batch=64, weight_decay=1e-4,
-        knee_delay=3, max_epochs=10, val_size=36, cache_videos=True, num_workers=0,
+        test_short_side=32, batch_size=8, device_batch=64, weight_decay=1e-4,
+        knee_delay=3, max_epochs=8, val_size=36, cache_videos=True, num_workers=0,
         threads=1, seed=0,
         synthetic={"num_classes": 4, "videos_per_class": 64, "frames": 64, "size": 64},
     ),

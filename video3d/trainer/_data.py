@@ -116,7 +116,8 @@ def load_data(
             (only presets with ``synthetic`` settings have one).
         config: The run's configuration (class count, internal validation size, seed).
         stream: Where to print a note when the synthetic dataset is generated.
-        generate: Generate a missing synthetic dataset (presets with ``synthetic`` only).
+        generate: Generate the preset's synthetic dataset in its default folder when it is
+            missing (only when ``data`` is ``None``; an explicit missing path is an error).
     """
     from video3d.data import IndexFormatError, read_video_list, split_train_val
 
@@ -127,9 +128,10 @@ def load_data(
         path = default_data_dir(config)
     else:
         path = Path(data)
-    if config.synthetic and generate and not (path / "train.txt").is_file():
+    if data is None and generate and not (path / "train.txt").is_file():
         if path.is_file() or (path.is_dir() and any(path.iterdir())):
-            raise DataError(f"dataset not found: {path} has no train.txt")
+            raise DataError(f"dataset not found: {path} has no train.txt (remove it to "
+                            "regenerate the synthetic dataset)")
         _generate(path, config, stream)
     train_list, test_list = _lists(path)
     try:

@@ -1,0 +1,112 @@
+"""VideoTrainer through the Trial protocol, its metrics and the hand-tuned baseline schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from stageplan import State
+from video3d.trainer import (
+    VideoTrainer,
+    get_preset,
+    hand_tuned_plan,
+    load_checkpoint_file,
+    load_data,
+    topk_correct,
+)
+
+
+class FakeTrial:
+    """Runs a fixed number of epochs and remembers what the trainer reported and saved."""
+
+    def __init__(self, params: dict[str, Any], epochs: int, init: str | None,
+                 tmp: Path) -> None:
+        self.source, self.target = State("a"), State("b", params)
+        self.params = params
+        self.init_checkpoint = init
+        self.resumed = False
+        self.values: list[float] = []
+        self.saved: list[str] = []
+        self._epochs = epochs
+        self._tmp = tmp
+
+    def epochs(self) -> Iterator[int]:
+        yield from range(self._epochs + 1)
+
+    def report(self, value: float, *, save: Callable[[str], Any] | None = None) -> None:
+        self.values.append(value)
+        if save is not None and len(self.values) > 1:
+            path = str(self._tmp / f"epoch{len(self.values) - 1}.pt")
+            save(path)
+            self.saved.append(path)
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_data_dir: Path) -> VideoTrainer:
+    cfg = get_preset("tiny")
+    return VideoTrainer(cfg, load_data(tiny_data_dir, cfg), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"), [([1, 2], [1, 1, 2]), ([0, 0], [1, 2, 2]), ([2, 1], [0, 1, 2])]
+)
+def test_topk_correct(labels: list[int], expected: list[int]) -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    assert topk_correct(logits, torch.tensor(labels), (1, 2, 5)) == expected
+
+
+@pytest.mark.parametrize("total", [0, 1, 3, 7, 20, 33])
+def test_hand_tuned_plan_uses_exactly_the_total(total: int) -> None:
+    cfg = get_preset("synthetic")
+    plan = hand_tuned_plan(cfg, total, "consecutive")
+    assert plan.total_epochs == total
+    clips = [s.params["clip_length"] for s in plan.stages]
+    lrs = [s.params["learning_rate"] for s in plan.stages]
+    assert clips == [8, 32, 32] and lrs == sorted(lrs, reverse=True) and len(set(lrs)) == 3
+
+
+def test_transition_from_scratch_then_from_its_checkpoint(
+    trainer: VideoTrainer, tmp_path: Path
+) -> None:
+    params = {"sampling": "uniform", "clip_length": 4, "learning_rate": 0.05}
+    trial = FakeTrial(params, 2, None, tmp_path)
+    trainer(trial)
+    assert trial.values[0] == 0.0  # untrained start
+    assert all(0.0 <= v <= 1.0 for v in trial.values) and len(trial.values) == 3
+    assert len(trial.saved) == 2 and trainer.saves >= 2
+    payload = load_checkpoint_file(trial.saved[-1])
+    assert payload["params"] == params and payload["classes"] == trainer.data.classes
+    # fine-tuning from it at a longer clip: epoch 0 evaluates the loaded weights (frozen BN: 8)
+    longer = {"sampling": "uniform", "clip_length": 8, "learning_rate": 0.01}
+    nxt = FakeTrial(longer, 1, trial.saved[-1], tmp_path)
+    trainer(nxt)
+    model = trainer.new_model()
+    trainer.load_checkpoint(model, trial.saved[-1])
+    assert nxt.values[0] == pytest.approx(trainer.evaluate(model, "uniform", 8)["metric"])
+
+
+def test_evaluate_and_final_protocol(trainer: VideoTrainer) -> None:
+    model = trainer.new_model()
+    val = trainer.evaluate(model, "consecutive", 4)
+    assert val["top1"] <= val["top3"] <= val["top5"] == 1.0  # 2 classes
+    assert val["metric"] == pytest.approx((val["top1"] + val["top3"] + val["top5"]) / 3)
+    test = trainer.final_evaluate(model, "consecutive", 4)
+    assert test["videos"] == len(trainer.data.test) and 0 <= test["top1"] <= test["top5"] == 1
+
+
+def test_frozen_bn_follows_the_clip_length(trainer: VideoTrainer) -> None:
+    model = trainer.new_model()
+    trainer.set_bn_mode(model, 8)  # tiny preset: frozen at 8 frames
+    assert model.bn_stats_frozen
+    trainer.set_bn_mode(model, 4)
+    assert not model.bn_stats_frozen
+
+
+def test_train_schedule_runs_every_stage(trainer: VideoTrainer) -> None:
+    plan = hand_tuned_plan(trainer.config, 3, "uniform")
+    model = trainer.train_schedule(plan, name="t")
+    assert isinstance(model, torch.nn.Module)

@@ -38,6 +38,7 @@ from stageplan._state import ParamValue, State
 from stageplan._trial import Trial, TrialProtocolError
 from stageplan.knee import KneeDecision, KneeRule, KneeTracker
 from stageplan.storage import (
+    ClaimLostError,
     LocalStorage,
     PlanStorage,
     Progress,
@@ -49,6 +50,7 @@ from stageplan.storage import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClaimLostError",
     "DEFAULT_MAX_EPOCHS",
     "FORMAT_VERSION",
     "Edge",

@@ -21,6 +21,7 @@ from stageplan._state import State
 from stageplan._trial import Trial
 from stageplan.knee import KneeRule
 from stageplan.storage._base import (
+    ClaimLostError,
     EdgeKey,
     PlanStorage,
     Status,
@@ -220,7 +221,11 @@ def _run_one(
     try:
         settings.fn(trial)
     except Exception:  # noqa: BLE001 - any error of the user's function is recorded
+        if trial._claim_lost is not None:
+            raise trial._claim_lost from None
         return fail(traceback.format_exc())
+    if trial._claim_lost is not None:  # the trainer swallowed the error
+        raise trial._claim_lost
     if not trial.values:
         return fail(
             f"transition {edge_label(edge)}: the transition function returned without "
@@ -301,9 +306,13 @@ def _worker_loop(settings: _Settings, worker: str) -> None:
                 break
             best = fr.best.get(edge[0])
             init_ref = best.checkpoint if best is not None else settings.start_checkpoint
-            record = _run_one(settings, edge, worker, progress, init_ref)
-            storage.finish(record, worker=worker)
             ran = True
+            try:
+                record = _run_one(settings, edge, worker, progress, init_ref)
+                storage.finish(record, worker=worker)
+            except ClaimLostError as exc:
+                _log(settings, f"[{worker}] {edge_label(edge)}: dropped: {exc}")
+                break
             if record.status == "failed" and settings.on_error == "raise":
                 raise TransitionFailedError(
                     f"transition {edge_label(edge)} failed (on_error='raise'):\n{record.error}"
@@ -489,6 +498,11 @@ def plan(
         stream=stream,
     )
     me = f"{socket.gethostname()}:{os.getpid()}"
+    if workers > 1 and getattr(store, "process_safe", True) is False:
+        raise ValueError(
+            f"storage {store!r} cannot be shared by worker processes; use workers=1 or a "
+            "directory, journal file or database storage"
+        )
     if workers == 1:
         _worker_loop(settings, me)
     else:

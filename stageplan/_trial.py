@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from stageplan._state import ParamValue, State
-from stageplan.storage._base import EdgeKey, PlanStorage, Progress, edge_label
+from stageplan.storage._base import ClaimLostError, EdgeKey, PlanStorage, Progress, edge_label
 
 if TYPE_CHECKING:
     from stageplan.knee import KneeDecision, KneeTracker
@@ -83,6 +83,7 @@ class Trial:
         self._resumed_from: int | None = None
         self._start_ref = init_ref
         self._on_report: Callable[[], None] | None = None
+        self._claim_lost: ClaimLostError | None = None
         if progress is not None and progress.values:
             self._resume(progress)
 
@@ -199,16 +200,24 @@ class Trial:
             save(path)
             self._kept[epoch] = self._storage.store_checkpoint(self._key, epoch, path)
             self._saved_any = True
-        self._prune(decision)
-        self._storage.save_progress(
-            self._key,
-            Progress(
-                values=list(self._values),
-                checkpoints=dict(self._kept),
-                init_checkpoint=self._init_ref,
-            ),
-            worker=self._worker,
-        )
+        keep = self._candidates(decision)
+        dropped = {e: r for e, r in self._kept.items() if e not in keep}
+        kept = {e: r for e, r in self._kept.items() if e in keep}
+        try:
+            self._storage.save_progress(
+                self._key,
+                Progress(
+                    values=list(self._values), checkpoints=kept, init_checkpoint=self._init_ref
+                ),
+                worker=self._worker,
+            )
+        except ClaimLostError as exc:
+            self._claim_lost = exc
+            self._stopped = True
+            raise
+        self._kept = kept
+        for ref in dropped.values():  # only once the stored progress no longer names them
+            self._storage.delete_checkpoint(ref)
         self._stopped = decision.stop
         if self._on_report is not None:
             self._on_report()
@@ -228,11 +237,6 @@ class Trial:
     @property
     def _tracker_sign(self) -> float:
         return -1.0 if self._tracker.mode == "min" else 1.0
-
-    def _prune(self, decision: KneeDecision) -> None:
-        keep = self._candidates(decision)
-        for epoch in [e for e in self._kept if e not in keep]:
-            self._storage.delete_checkpoint(self._kept.pop(epoch))
 
     def _finalize(self, knee_epoch: int) -> tuple[int, str | None]:
         """Keep only the knee's checkpoint; return ``(checkpoint_epoch, checkpoint_ref)``."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from integrations.optuna._checkpoints import ArtifactCheckpoints, DirectoryCheckpoints, copy_into
 from stageplan.storage import (
+    ClaimLostError,
     EdgeKey,
     Progress,
     StorageError,
@@ -408,6 +409,13 @@ class OptunaStorage:
         backend = getattr(spec, "_backend", None)
         path = getattr(backend, "_file_path", None)
         return path if isinstance(path, str) else None
+
+    @property
+    def process_safe(self) -> bool:
+        """False for an in-memory Optuna storage: worker processes cannot share it."""
+        from optuna.storages import InMemoryStorage
+
+        return not isinstance(self._spec, InMemoryStorage)
 
     def _default_artifacts_dir(self) -> str | None:
         path = self._file_of_storage()
@@ -812,7 +820,7 @@ class OptunaStorage:
             self._claims.pop(edge, None)
             self._lost.add(edge)
             self._surrendered |= claim.saved_refs  # the taker resumes from these
-            raise StorageError(
+            raise ClaimLostError(
                 f"transition {edge_label(edge)} was taken over by another worker (no "
                 f"heartbeat for longer than stale_after); {worker} stops running it"
             ) from None

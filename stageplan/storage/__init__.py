@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from stageplan.storage._base import (
+    ClaimLostError,
     EdgeKey,
     PlanStorage,
     Progress,
@@ -19,6 +20,7 @@ from stageplan.storage._base import (
 from stageplan.storage._local import LocalStorage, atomic_write_json
 
 __all__ = [
+    "ClaimLostError",
     "EdgeKey",
     "LocalStorage",
     "PlanStorage",

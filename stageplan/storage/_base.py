@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "ClaimLostError",
     "EdgeKey",
     "PlanStorage",
     "Progress",
@@ -28,6 +29,15 @@ class StorageError(RuntimeError):
 
 class StorageMismatchError(StorageError):
     """A storage holds a plan for another graph, rule or direction."""
+
+
+class ClaimLostError(StorageError):
+    """This worker's claim on a transition was taken over by another worker.
+
+    Raised by ``save_progress`` or ``finish`` of a worker whose heartbeat went stale while it
+    was still running. The planner then drops its run without writing a record or deleting
+    checkpoints: the taker resumes from them.
+    """
 
 
 def edge_label(edge: EdgeKey) -> str:

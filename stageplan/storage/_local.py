@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stageplan.storage._base import (
+    ClaimLostError,
     EdgeKey,
     Progress,
     StorageError,
@@ -59,13 +60,19 @@ def _edge_slug(edge: EdgeKey) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a local process runs; a zombie (exited, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust kill(0)
+    return state not in ("Z", "X")
 
 
 def _describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
@@ -240,13 +247,29 @@ class LocalStorage:
             raise StorageError(f"{path}: progress must be a JSON object")
         return Progress.from_dict(data)
 
+    def _check_owner(self, edge: EdgeKey, worker: str) -> None:
+        lock = self._lock_path(edge)
+        try:
+            with open(lock, encoding="utf-8") as fh:
+                owner = json.load(fh).get("worker")
+        except (FileNotFoundError, json.JSONDecodeError, OSError):
+            owner = None
+        if owner != worker:
+            raise ClaimLostError(
+                f"transition {edge_label(edge)} was taken over by {owner or 'another worker'} "
+                f"(no heartbeat from {worker} for longer than stale_after); {worker} stops "
+                "running it"
+            )
+
     def save_progress(self, edge: EdgeKey, progress: Progress, *, worker: str) -> None:
+        self._check_owner(edge, worker)
         atomic_write_json(self._progress_path(edge), progress.to_dict())
         lock = self._lock_path(edge)
         with contextlib.suppress(FileNotFoundError):
             os.utime(lock)
 
     def finish(self, record: TransitionRecord, *, worker: str) -> None:
+        self._check_owner(record.edge, worker)
         atomic_write_json(self._record_path(record.edge), record.to_dict())
         self._progress_path(record.edge).unlink(missing_ok=True)
         self._lock_path(record.edge).unlink(missing_ok=True)

@@ -453,3 +453,51 @@ def test_min_mode_for_losses(tmp_path: Path) -> None:
     result = plan(graph, loss_fn, storage=tmp_path / "s", rule=RULE, mode="min", progress=False)
     assert result.mode == "min"
     assert [s.state for s in result.stages] == expected
+
+
+def test_a_run_whose_claim_is_taken_over_is_dropped_and_resumed(tmp_path: Path) -> None:
+    """A worker that lost its claim writes no record and deletes no checkpoint."""
+    graph = TransitionGraph(
+        [State("start"), State("a", {"x": 1})], [("start", "a")], start="start"
+    )
+    store_dir = tmp_path / "s"
+    dead = multiprocessing.get_context("fork").Process(target=lambda: None)
+    dead.start()
+    dead.join()
+    calls: list[tuple[bool, int]] = []
+
+    def fn(trial: Trial) -> None:
+        calls.append((trial.resumed, trial.epoch))
+        for epoch in trial.epochs():
+            if epoch == 5 and not trial.resumed:  # someone takes the claim over
+                lock = next((store_dir / "running").glob("*.lock"))
+                info = json.loads(lock.read_text())
+                lock.write_text(json.dumps({**info, "worker": "thief", "pid": dead.pid}))
+            q = curve(0.0, 1.0, epoch)
+            trial.report(q, save=lambda p, q=q: Path(p).write_text(json.dumps({"quality": q})))
+
+    result = plan(graph, fn, storage=store_dir, rule=RULE, progress=False)
+    assert calls == [(False, -1), (True, 4)]
+    (record,) = result.transitions
+    assert record.status == "complete" and record.resumed_from == 4
+    clean = plan(
+        graph,
+        CurveTrainer({("start", "a"): 1.0}),
+        storage=tmp_path / "c",
+        rule=RULE,
+        progress=False,
+    )
+    assert record.values == pytest.approx(clean.transitions[0].values)
+
+
+def test_in_memory_optuna_storage_is_refused_for_several_workers(tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    with pytest.raises(ValueError, match="cannot be shared by worker processes"):
+        plan(
+            paper_graph(),
+            CurveTrainer({}),
+            storage=optuna.storages.InMemoryStorage(),
+            rule=RULE,
+            workers=2,
+            progress=False,
+        )

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from stageplan import LocalStorage, Progress, StorageError, StorageMismatchError, TransitionRecord
+from stageplan import (
+    ClaimLostError,
+    LocalStorage,
+    Progress,
+    StorageError,
+    StorageMismatchError,
+    TransitionRecord,
+)
 
 EDGE = ("start", "a,b=1")
 
@@ -111,3 +118,19 @@ def test_a_file_is_not_a_storage(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(StorageError, match="exists and is not a directory"):
         LocalStorage(tmp_path / "f")
+
+
+def test_a_taken_over_worker_can_neither_report_nor_finish(tmp_path: Path) -> None:
+    store = _opened(tmp_path)
+    assert store.claim(EDGE, worker="slow", stale_after=60) is not None
+    lock = next((tmp_path / "s" / "running").glob("*.lock"))
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    assert store.claim(EDGE, worker="taker", stale_after=60) is not None
+    with pytest.raises(ClaimLostError, match="taken over by taker"):
+        store.save_progress(EDGE, Progress(values=[0.0]), worker="slow")
+    rec = TransitionRecord(source=EDGE[0], target=EDGE[1], status="failed", error="late")
+    with pytest.raises(ClaimLostError):
+        store.finish(rec, worker="slow")
+    assert store.records() == {}
+    store.save_progress(EDGE, Progress(values=[0.0]), worker="taker")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from stageplan import Plan
 
+_DX = 1.7  # horizontal spacing of the graph picture's columns
+
 __all__ = ["chosen_edges", "plot_curves", "plot_graph", "save_pictures", "state_label"]
 
 
@@ -55,7 +57,8 @@ def _layout(graph: dict[str, Any], names: list[str]) -> dict[str, tuple[float, f
             if n == start:
                 continue
             p = params[n]
-            pos[n] = (1.0 + clips.index(p["clip_length"]), -float(lrs.index(p["learning_rate"])))
+            pos[n] = (_DX * (1 + clips.index(p["clip_length"])),
+                      -float(lrs.index(p["learning_rate"])))
         pos[start] = (0.0, 0.0)
         return pos
     # any other DAG: columns by longest path from the start
@@ -68,7 +71,7 @@ def _layout(graph: dict[str, Any], names: list[str]) -> dict[str, tuple[float, f
     rows: dict[int, int] = {}
     for n in names:
         d = depth.get(n, 0)
-        pos[n] = (float(d), -float(rows.get(d, 0)))
+        pos[n] = (_DX * d, -float(rows.get(d, 0)))
         rows[d] = rows.get(d, 0) + 1
     return pos
 
@@ -103,7 +106,7 @@ def plot_graph(plan: Plan, path: str | Path) -> None:
             on_path = (a, b) in chosen
             (x0, y0), (x1, y1) = pos[a], pos[b]
             span = abs(x1 - x0) + abs(y1 - y0)
-            rad = -0.35 if span > 1.5 and y0 == y1 else (0.12 if x1 < x0 else 0.0)
+            rad = -0.35 if span > 1.5 * _DX and y0 == y1 else (0.12 if x1 < x0 else 0.0)
             style = "-" if rec is not None and rec.status == "complete" else ":"
             ax.annotate(
                 "", xy=(x1, y1), xytext=(x0, y0),
@@ -120,9 +123,14 @@ def plot_graph(plan: Plan, path: str | Path) -> None:
             else:
                 text = f"{rec.value:.3f}\nknee {rec.checkpoint_epoch} of {rec.epochs}"
             mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-            if rad:
-                mx, my = mx + rad * (y1 - y0) * 0.5, my - rad * (x1 - x0) * 0.5
-            ax.text(mx, my, text, fontsize=7.5, ha="center", va="center",
+            align = "center"
+            if rad:  # a quadratic arc peaks at half its control point's offset
+                mx, my = mx + rad * (y1 - y0) * 0.25, my - rad * (x1 - x0) * 0.25 + 0.14
+            elif y0 == y1:
+                my += 0.16  # above a horizontal arrow
+            elif x0 == x1:
+                mx, align = mx - 0.08, "right"  # left of a vertical arrow
+            ax.text(mx, my, text, fontsize=7.5, ha=align, va="center",
                     color="#d62728" if on_path else "#333333",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                           "alpha": 0.85})
@@ -136,7 +144,7 @@ def plot_graph(plan: Plan, path: str | Path) -> None:
         xs = [p[0] for p in pos.values()]
         ys = [p[1] for p in pos.values()]
         ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-        ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
+        ax.set_ylim(min(ys) - 0.5, max(ys) + 0.8)
         ax.set_title(f"sampling: {group}" if group else "transitions", fontsize=10)
         ax.axis("off")
     fig.suptitle(
@@ -189,6 +197,7 @@ def plot_curves(plan: Plan, path: str | Path) -> None:
         ax.set_title(f"{group[:4]} {src} ->\n{dst} ({reason})", fontsize=7.5,
                      color="#d62728" if on_path else "black")
         ax.tick_params(labelsize=7)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("epoch", fontsize=7)
     axes.flat[0].legend(fontsize=6.5, loc="lower right")
     fig.suptitle(f"validation curves, {family} fit and knee (red title: on the plan)",
@@ -208,6 +217,7 @@ def save_pictures(plan: Plan, out_dir: str | Path, *, stream: TextIO | None = No
                   "pictures skipped", file=stream)
         return []
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fn in (("graph.png", plot_graph), ("curves.png", plot_curves)):
         try:

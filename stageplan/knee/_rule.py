@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +13,19 @@ from stageplan.knee._families import FloatArray, curve, knee_of, resolve_family
 from stageplan.knee._fit import fit_curve
 
 _MODES = ("max", "min")
-_RULE_KEYS = ("family", "delay", "horizon", "min_epochs", "max_epochs", "patience")
+_RULE_KEYS = (
+    "family",
+    "delay",
+    "horizon",
+    "min_epochs",
+    "max_epochs",
+    "patience",
+    "min_delta",
+    "smooth",
+    "keep",
+    "max_noise",
+)
+_KEEPS = ("knee", "best")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -29,6 +42,14 @@ def _check_optional_int(name: str, value: Any, minimum: int) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer or None, got {value!r}.")
     return _check_int(name, value, minimum)
+
+
+def _check_nonnegative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
 
 
 def _check_mode(mode: str) -> str:
@@ -59,6 +80,61 @@ def best_observed_epoch(z: FloatArray) -> int:
     return int(np.argmax(np.where(finite, z, -np.inf)))
 
 
+def trailing_mean(z: FloatArray, window: int) -> FloatArray:
+    """Mean of the finite values in ``z[t - window + 1 .. t]`` for each ``t`` (``-inf`` if none).
+
+    Example:
+        >>> trailing_mean(np.array([0.0, 2.0, np.nan, 4.0]), 2).tolist()
+        [0.0, 1.0, 2.0, 4.0]
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window!r}.")
+    padded = np.concatenate((np.full(window - 1, np.nan), np.asarray(z, dtype=np.float64)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window)
+    finite = np.isfinite(windows)
+    n = finite.sum(axis=1)
+    total = np.where(finite, windows, 0.0).sum(axis=1)
+    return np.where(n > 0, total / np.maximum(n, 1), -np.inf)
+
+
+def last_improvement_epoch(z: FloatArray, min_delta: float = 0.0, smooth: int = 1) -> int:
+    """Last epoch at which the (smoothed) curve beat its running best by more than ``min_delta``.
+
+    ``z`` is oriented so that larger is better. The curve is first replaced by its trailing mean
+    over ``smooth`` epochs; the running best is updated only by a value that exceeds it by more
+    than ``min_delta`` (as in Keras' ``EarlyStopping``). With ``min_delta=0`` and ``smooth=1``
+    this is the epoch of the best finite value (earliest on ties), and 0 when none is finite.
+
+    Example:
+        >>> z = np.array([0.0, 5.0, 5.1, 5.2, 5.3, 7.0, 7.05])
+        >>> last_improvement_epoch(z), last_improvement_epoch(z, min_delta=0.5)
+        (6, 5)
+    """
+    s = trailing_mean(z, smooth)
+    best = -np.inf
+    last = 0
+    for e, value in enumerate(s.tolist()):
+        if value > best + min_delta and np.isfinite(value):
+            best, last = value, e
+    return last
+
+
+def local_noise(z: FloatArray, window: int) -> float:
+    """Epoch-to-epoch noise of the last ``window`` values: ``std(diff) / sqrt(2)``.
+
+    Differences are taken between consecutive finite values; ``nan`` with fewer than three.
+
+    Example:
+        >>> round(local_noise(np.array([0.0, 1.0, 0.0, 1.0, 0.0]), 5), 3)
+        0.707
+    """
+    recent = z[-window:]
+    recent = recent[np.isfinite(recent)]
+    if recent.size < 3:
+        return math.nan
+    return float(np.std(np.diff(recent)) / math.sqrt(2.0))
+
+
 def nearest_finite_epoch(family: str, params: tuple[float, ...], epoch: int, z: FloatArray) -> int:
     """``epoch`` if ``z[epoch]`` is finite, else the finite epoch with the highest fitted value."""
     if np.isfinite(z[epoch]):
@@ -85,8 +161,8 @@ class KneeRule:
        reached: then ``"max_epochs"`` with the best observed epoch).
     3. ``"fit_failed"``: the fit raised or did not converge; training goes on (again unless
        ``max_epochs`` is reached, which keeps the best observed epoch).
-    4. ``"knee"``: ``t >= t* + delay`` (and, with ``patience``, the best observed value is not
-       from the last ``patience`` epochs).
+    4. ``"knee"``: ``t >= t* + delay`` (and, with ``patience``, the curve has not improved
+       within the last ``patience`` epochs; see :func:`last_improvement_epoch`).
     5. ``"max_epochs"``: ``t >= max_epochs``; keep ``t*`` clipped to ``[0, t]``.
     6. ``"continue"``.
 
@@ -100,8 +176,28 @@ class KneeRule:
         horizon: Epochs over which ``t*`` is sought, ``[0, horizon)``; must exceed ``delay``.
         min_epochs: Never fit (so never stop on a knee) before this epoch.
         max_epochs: Always stop at this epoch (``>= min_epochs`` and ``>= 1``).
-        patience: Keyword-only guard: do not stop on a knee while the best observed value
-            came within the last ``patience`` epochs (``None``: no guard, the paper's rule).
+        patience: Keyword-only guard: do not stop on a knee while the curve improved within
+            the last ``patience`` epochs (``None``: no guard, the paper's rule). By default an
+            improvement is a new best observed value.
+        min_delta: Keyword-only, needs ``patience``: only a gain larger than ``min_delta``
+            (in the metric's units) over the running best counts as an improvement (default
+            0). Keeps slow creep after a learning-rate drop from holding the stop back.
+        smooth: Keyword-only, needs ``patience``: judge improvements on the trailing mean of
+            the last ``smooth`` values (default 1: the raw values). Keeps single noisy spikes
+            from setting a best that a still-rising curve needs many epochs to beat.
+        keep: Keyword-only: the checkpoint a stop keeps: ``"knee"`` (default, the paper's
+            ``t*``) or ``"best"``, the best observed epoch so far. When the guard has held a
+            stop back, ``t*`` can lie far behind a curve that kept rising; ``"best"`` keeps up.
+
+        max_noise: Keyword-only: do not stop on a knee while the epoch-to-epoch noise of the
+            last ``2 * delay`` values (``std(diff) / sqrt(2)``, in the metric's units) exceeds
+            ``max_noise`` (``None``: off). A curve that noisy cannot be judged yet: on a cosine
+            schedule the noise of the high-LR phase hides the rise still to come.
+
+    On cosine-annealed curves, which rise to the very end, the paper's rule stops far too
+    early; ``patience=20, min_delta=0.25, smooth=5, keep="best"`` (accuracy in percent) ran them to
+    the end while keeping most of the savings after learning-rate drops (see
+    ``benchmarks/RESULTS.md``, "Stopping rules on real learning curves").
 
     Example:
         >>> import numpy as np
@@ -125,6 +221,10 @@ class KneeRule:
         max_epochs: int | None = None,
         *,
         patience: int | None = None,
+        min_delta: float = 0.0,
+        smooth: int = 1,
+        keep: str = "knee",
+        max_noise: float | None = None,
     ) -> None:
         self._family = resolve_family(family)
         self._delay = _check_int("delay", delay, 1)
@@ -143,6 +243,19 @@ class KneeRule:
                 f"max_epochs must be >= min_epochs={self._min_epochs}, got {max_epochs!r}."
             )
         self._patience = _check_optional_int("patience", patience, 1)
+        self._min_delta = _check_nonnegative("min_delta", min_delta)
+        self._smooth = _check_int("smooth", smooth, 1)
+        self._max_noise = (
+            None if max_noise is None else _check_nonnegative("max_noise", max_noise)
+        )
+        if keep not in _KEEPS:
+            raise ValueError(f"keep must be 'knee' or 'best', got {keep!r}.")
+        self._keep = keep
+        if self._patience is None and (self._min_delta != 0.0 or self._smooth != 1):
+            raise ValueError(
+                "min_delta and smooth refine the patience guard and need patience; got "
+                f"patience=None, min_delta={min_delta!r}, smooth={smooth!r}."
+            )
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -176,9 +289,34 @@ class KneeRule:
         """Guard against stopping while the observed best is recent."""
         return self._patience
 
+    @property
+    def min_delta(self) -> float:
+        """Smallest gain over the running best that counts as an improvement."""
+        return self._min_delta
+
+    @property
+    def smooth(self) -> int:
+        """Trailing-mean window of the values the patience guard looks at."""
+        return self._smooth
+
+    @property
+    def max_noise(self) -> float | None:
+        """No knee stop while the recent epoch-to-epoch noise exceeds this (``None``: off)."""
+        return self._max_noise
+
+    @property
+    def keep(self) -> str:
+        """Which checkpoint a stop keeps: ``"knee"`` (``t*``) or ``"best"`` (best observed)."""
+        return self._keep
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the rule's configuration as a JSON-safe dict."""
-        return {
+        """Return the rule's configuration as a JSON-safe dict.
+
+        The keyword-only options ``min_delta``, ``smooth``, ``keep`` and ``max_noise`` appear
+        only when they differ from their defaults, so the dict of a rule without them is the
+        same as before they existed.
+        """
+        data: dict[str, Any] = {
             "family": self._family,
             "delay": self._delay,
             "horizon": self._horizon,
@@ -186,6 +324,15 @@ class KneeRule:
             "max_epochs": self._max_epochs,
             "patience": self._patience,
         }
+        if self._min_delta != 0.0:
+            data["min_delta"] = self._min_delta
+        if self._smooth != 1:
+            data["smooth"] = self._smooth
+        if self._keep != "knee":
+            data["keep"] = self._keep
+        if self._max_noise is not None:
+            data["max_noise"] = self._max_noise
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> KneeRule:
@@ -200,8 +347,9 @@ class KneeRule:
                 f"Unknown KneeRule keys {unknown}; expected a subset of {_RULE_KEYS}."
             )
         kwargs = dict(data)
-        patience = kwargs.pop("patience", None)
-        return cls(**kwargs, patience=patience)
+        keyword_only = ("patience", "min_delta", "smooth", "keep", "max_noise")
+        extra = {k: kwargs.pop(k) for k in keyword_only if k in kwargs}
+        return cls(**kwargs, **extra)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KneeRule):
@@ -282,6 +430,8 @@ class KneeRule:
         peak = found
         params = fit.params
         knee = nearest_finite_epoch(self._family, params, min(peak, t), z)
+        if self._keep == "best":
+            knee = best
 
         def make(stop: bool, reason: str, knee_epoch: int | None, message: str) -> KneeDecision:
             at = knee_epoch if knee_epoch is not None else peak
@@ -298,10 +448,23 @@ class KneeRule:
                 message=message,
             )
 
+        if t >= peak + self._delay and self._max_noise is not None:
+            noise = local_noise(z, 2 * self._delay)
+            if noise > self._max_noise and not at_max:
+                return make(
+                    False,
+                    "continue",
+                    knee,
+                    f"knee at t*={peak} but the noise {noise:.3g} of the last "
+                    f"{2 * self._delay} values exceeds max_noise={self._max_noise}",
+                )
         if t >= peak + self._delay:
-            if self._patience is None or t - best >= self._patience:
+            if self._patience is None:
                 return make(True, "knee", knee, f"t={t} >= t*={peak} + delay={self._delay}")
-            still = f"best observed epoch {best} is within patience={self._patience}"
+            improved = last_improvement_epoch(z, self._min_delta, self._smooth)
+            if t - improved >= self._patience:
+                return make(True, "knee", knee, f"t={t} >= t*={peak} + delay={self._delay}")
+            still = f"last improvement at epoch {improved} is within patience={self._patience}"
             if not at_max:
                 return make(False, "continue", knee, f"knee at t*={peak} but {still}")
         if at_max:

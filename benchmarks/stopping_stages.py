@@ -1,0 +1,376 @@
+"""Stopping rules on the stages of real learning curves: epochs saved vs regret.
+
+Every stage of every real curve in ``benchmarks/data/real_curves.json`` (the epochs between two
+learning-rate drops; epoch 0 is the value just before the stage, see ``_curves.py``) is replayed
+epoch by epoch under each rule:
+
+- ``knee-<family>-d<delay>``: :class:`stageplan.knee.KneeRule` (the paper's rule) with each curve
+  family and delay 5/10/20; it keeps the checkpoint of its knee epoch ``t*``;
+- ``knee-guarded`` and the other ``knee-<options>`` rows: the exp family, delay 10, with the
+  opt-in keyword options of :class:`~stageplan.knee.KneeRule` (``max_noise``, ``patience``,
+  ``min_delta``, ``smooth``, ``keep``);
+- ``patient-p<p>``: Optuna's ``PatientPruner(None, patience=p)`` on a real in-memory study; it
+  stops once none of the last ``p + 1`` values reaches the best before them, and keeps the best
+  checkpoint so far. (Wrapping a ``NopPruner`` instead of ``None`` never prunes: PatientPruner
+  defers to the wrapped pruner once patience runs out.);
+- ``plateau-p<p>-th<threshold>``: the plateau test of ``torch.optim.lr_scheduler.
+  ReduceLROnPlateau`` (``threshold_mode="rel"``, ``cooldown=0``): stop when it would lower the
+  learning rate, keep the best checkpoint so far.
+
+Every rule is bounded by the stage: one that has not stopped by its last epoch spends the whole
+stage. Per stage: ``spent`` (epochs trained), ``saved = length - spent`` and ``regret`` = best
+value of the stage minus the value of the kept checkpoint (perplexity: kept minus best), in
+points (accuracy %) or perplexity. For the knee rules ``regret_best`` is the regret had the rule
+kept the best observed checkpoint at its stop instead of ``t*``.
+
+Usage::
+
+    python benchmarks/stopping_stages.py                 # all stages (NB201: every 3rd curve)
+    python benchmarks/stopping_stages.py --nb201-every 1 # all 198 NB201 curves (slower)
+    python benchmarks/stopping_stages.py --quick         # smoke run (a few stages and rules)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _curves  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FAMILIES = ("exp", "power", "multi_power", "multi_exp")
+DELAYS = (5, 10, 20)
+MIN_STAGE = 20  # shorter stages (a 2- and a 16-epoch PTB tail) are left out
+GUARD: dict[str, Any] = {
+    "max_noise": 1.0, "patience": 20, "min_delta": 0.5, "smooth": 5, "keep": "best"
+}
+ROBUST: dict[str, dict[str, Any]] = {
+    "knee-guarded": GUARD,  # the recommended opt-in setting (accuracy in %)
+    "knee-guarded-keepknee": {**GUARD, "keep": "knee"},
+    "knee-best": {"keep": "best"},
+    "knee-noise1-best": {"max_noise": 1.0, "keep": "best"},
+    "knee-noise0.5-best": {"max_noise": 0.5, "keep": "best"},
+    "knee-p20-md0.5-s5-best": {"patience": 20, "min_delta": 0.5, "smooth": 5, "keep": "best"},
+    "knee-p20-best": {"patience": 20, "keep": "best"},
+}
+
+@dataclass(frozen=True)
+class Outcome:
+    rule: str
+    stage: str
+    kind: str
+    unit: str
+    length: int
+    spent: int
+    saved: int
+    kept: int
+    regret: float
+    regret_best: float
+
+
+# -- rules: each maps (values, mode) to (epochs spent, kept epoch) ------------------------------
+
+
+Rule = Callable[[Sequence[float], str], tuple[int, int]]
+
+
+def knee_rule(family: str, delay: int, **options: Any) -> Rule:
+    from stageplan.knee import KneeRule
+
+    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
+        rule = KneeRule(family, delay=delay, max_epochs=len(values) - 1, **options)
+        tracker = rule.tracker(mode=mode)
+        for t, v in enumerate(values):
+            d = tracker.update(v)
+            if d.stop:
+                assert d.knee_epoch is not None
+                return t, d.knee_epoch
+        raise AssertionError("max_epochs must stop the rule")  # pragma: no cover
+
+    return run
+
+
+def patient_rule(patience: int) -> Rule:
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
+        # wrapped_pruner=None: with a NopPruner inside, PatientPruner asks it and never prunes.
+        pruner = optuna.pruners.PatientPruner(None, patience=patience)
+        direction = "maximize" if mode == "max" else "minimize"
+        study = optuna.create_study(direction=direction, pruner=pruner)
+        trial = study.ask()
+        last = len(values) - 1
+        for t, v in enumerate(values):
+            trial.report(v, t)
+            if t < last and trial.should_prune():
+                return t, _curves.best_index(values[: t + 1], mode)
+        return last, _curves.best_index(values, mode)
+
+    return run
+
+
+def plateau_stop(values: Sequence[float], mode: str, patience: int, threshold: float) -> int:
+    """Epoch at which ``ReduceLROnPlateau`` (rel mode, no cooldown) would lower the LR, else last.
+
+    The scheduler is stepped with ``values[0]``, ``values[1]``, ...; it acts once the number of
+    epochs without an improvement (``a > best * (1 + threshold)`` for ``max``,
+    ``a < best * (1 - threshold)`` for ``min``) exceeds ``patience``.
+    """
+    best = -math.inf if mode == "max" else math.inf
+    bad = 0
+    for t, v in enumerate(values):
+        better = v > best * (1 + threshold) if mode == "max" else v < best * (1 - threshold)
+        if better:
+            best, bad = v, 0
+        else:
+            bad += 1
+        if bad > patience:
+            return t
+    return len(values) - 1
+
+
+def plateau_rule(patience: int, threshold: float) -> Rule:
+    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
+        t = plateau_stop(values, mode, patience, threshold)
+        return t, _curves.best_index(values[: t + 1], mode)
+
+    return run
+
+
+def rules(quick: bool) -> dict[str, Rule]:
+    out: dict[str, Rule] = {}
+    families = ("exp",) if quick else FAMILIES
+    delays = (10,) if quick else DELAYS
+    for fam in families:
+        for delay in delays:
+            out[f"knee-{fam}-d{delay}"] = knee_rule(fam, delay)
+    robust = dict(list(ROBUST.items())[:1]) if quick else ROBUST
+    for name, options in robust.items():
+        out[name] = knee_rule("exp", 10, **options)
+    for p in (10,) if quick else (5, 10, 20):
+        out[f"patient-p{p}"] = patient_rule(p)
+    for p in (10,) if quick else (5, 10, 20):
+        for th in (1e-4,) if quick else (1e-4, 1e-3):
+            out[f"plateau-p{p}-th{th:g}"] = plateau_rule(p, th)
+    return out
+
+
+# -- replay ------------------------------------------------------------------------------------
+
+
+def _unit(stage: _curves.Stage) -> str:
+    return "ppl" if "perplexity" in stage.metric else "acc"
+
+
+_QUICK = False
+
+
+def _replay(stage: _curves.Stage) -> list[Outcome]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = []
+    for name, run in rules(_QUICK).items():
+        spent, kept = run(stage.values, stage.mode)
+        at_stop = _curves.best_index(stage.values[: spent + 1], stage.mode)
+        out.append(
+            Outcome(
+                rule=name,
+                stage=stage.key,
+                kind=stage.kind,
+                unit=_unit(stage),
+                length=stage.length,
+                spent=spent,
+                saved=stage.length - spent,
+                kept=kept,
+                regret=_curves.regret(stage.values, kept, stage.mode),
+                regret_best=_curves.regret(stage.values, at_stop, stage.mode),
+            )
+        )
+    return out
+
+
+def _init(quick: bool) -> None:
+    global _QUICK
+    _QUICK = quick
+
+
+def select_stages(quick: bool, nb201_every: int) -> list[_curves.Stage]:
+    curves = _curves.load_curves()
+    nb201 = [c for c in curves if c.group == "nb201_mintal"]
+    keep_nb = {c.id for c in nb201[:: max(nb201_every, 1)]}
+    stages = [
+        s
+        for c in curves
+        if c.group != "nb201_mintal" or c.id in keep_nb
+        for s in _curves.stages_of(c)
+        if s.length >= MIN_STAGE
+    ]
+    if quick:
+        picked: list[_curves.Stage] = []
+        for kind in ("post_drop", "first", "cosine"):
+            for unit in ("acc", "ppl"):
+                picked += [s for s in stages if s.kind == kind and _unit(s) == unit][:1]
+        # a smoke run: keep the long cosine stage short
+        stages = [
+            s if s.kind != "cosine" else _curves.Stage(**{**asdict(s), "values": s.values[:60]})
+            for s in picked
+        ]
+    return stages
+
+
+def summarize(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, str], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault((o.rule, o.kind, o.unit), []).append(o)
+    rows = []
+    for (rule, kind, unit), os_ in sorted(groups.items()):
+        regrets = [o.regret for o in os_]
+        rows.append(
+            {
+                "rule": rule,
+                "kind": kind,
+                "unit": unit,
+                "stages": len(os_),
+                "median_length": statistics.median(o.length for o in os_),
+                "median_saved": statistics.median(o.saved for o in os_),
+                "mean_saved": statistics.fmean(o.saved for o in os_),
+                "saved_fraction": sum(o.saved for o in os_) / sum(o.length for o in os_),
+                "median_regret": statistics.median(regrets),
+                "mean_regret": statistics.fmean(regrets),
+                "p75_regret": _quantile(regrets, 0.75),
+                "max_regret": max(regrets),
+                "median_regret_best": statistics.median(o.regret_best for o in os_),
+            }
+        )
+    return rows
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    s = sorted(xs)
+    pos = q * (len(s) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("post_drop", "acc", "after an LR drop (CIFAR, acc %)", 0.2, 15),
+        ("cosine", "acc", "cosine, one stage (NB201, acc %)", 1.0, None),
+        ("first", "acc", "first stage, constant LR (CIFAR, acc %)", None, None),
+        ("post_drop", "ppl", "after an LR drop (PTB, perplexity)", None, None),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    styles = {"knee-r": ("tab:red", "*"), "knee-": ("tab:blue", "o"), "patien": ("tab:green", "s")}
+    for ax, (kind, unit, title, max_regret, min_saved) in zip(axes.flat, panels, strict=True):
+        for r in rows:
+            if r["kind"] != kind or r["unit"] != unit:
+                continue
+            color, marker = styles.get(r["rule"][:6], ("tab:gray", "^"))
+            ax.scatter(r["median_saved"], r["median_regret"], c=color, marker=marker, s=40)
+            ax.annotate(r["rule"], (r["median_saved"], r["median_regret"]), fontsize=6)
+        if max_regret is not None:
+            ax.axhline(max_regret, color="k", lw=0.8, ls="--")
+        if min_saved is not None:
+            ax.axvline(min_saved, color="k", lw=0.8, ls="--")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("median epochs saved per stage")
+        ax.set_ylabel("median regret")
+    fig.suptitle("Stopping rules per stage (blue: knee, red: knee + guard, green: Optuna "
+                 "Patient, grey: ReduceLROnPlateau test); dashed: targets")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few stages and rules")
+    parser.add_argument("--nb201-every", type=int, default=3, help="use every n-th NB201 curve")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--out", type=Path, default=None, help="summary JSON (default: results/)")
+    parser.add_argument("--csv", type=Path, default=None, help="summary CSV")
+    parser.add_argument("--records", type=Path, default=None, help="per-stage CSV (optional)")
+    parser.add_argument("--plot", type=Path, default=None, help="Pareto PNG")
+    args = parser.parse_args(argv)
+    stem = "stopping_stages_quick" if args.quick else "stopping_stages"
+    out = args.out or RESULTS / f"{stem}.json"
+    csv_path = args.csv or out.with_suffix(".csv")
+    png = args.plot or (None if args.quick else RESULTS / f"{stem}.png")
+
+    stages = select_stages(args.quick, args.nb201_every)
+    start = time.perf_counter()
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(
+            args.workers, initializer=_init, initargs=(args.quick,)
+        ) as pool:
+            chunks = pool.map(_replay, stages, chunksize=1)
+    else:
+        _init(args.quick)
+        chunks = [_replay(s) for s in stages]
+    outcomes = [o for chunk in chunks for o in chunk]
+    elapsed = time.perf_counter() - start
+    rows = summarize(outcomes)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": "python benchmarks/stopping_stages.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "stages": len(stages),
+        "nb201_every": args.nb201_every,
+        "seconds": round(elapsed, 1),
+        "workers": args.workers,
+    }
+    out.write_text(json.dumps({"meta": meta, "summary": rows}, indent=1) + "\n")
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if args.records is not None:
+        with open(args.records, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(asdict(outcomes[0])))
+            writer.writeheader()
+            writer.writerows(asdict(o) for o in outcomes)
+    if png is not None:
+        plot(rows, png)
+    _print_table(rows)
+    print(f"{len(stages)} stages, {len(rules(args.quick))} rules, {elapsed:.1f} s -> {out}")
+    return rows
+
+
+def _print_table(rows: Sequence[dict[str, Any]]) -> None:
+    print(
+        f"{'rule':30s} {'kind':9s} {'unit':4s} {'n':>4s} {'saved':>6s} {'regret':>7s} {'p75':>6s}"
+    )
+    for r in rows:
+        print(
+            f"{r['rule']:30s} {r['kind']:9s} {r['unit']:4s} {r['stages']:4d} "
+            f"{r['median_saved']:6.1f} {r['median_regret']:7.2f} {r['p75_regret']:6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

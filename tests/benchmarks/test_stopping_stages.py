@@ -1,0 +1,76 @@
+"""Smoke test of ``benchmarks/stopping_stages.py --quick`` and of its plateau rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+from types import ModuleType
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_writes_a_summary(tmp_path: pathlib.Path) -> None:
+    bench = _load("stopping_stages")
+    out = tmp_path / "s.json"
+    records = tmp_path / "r.csv"
+    rows = bench.main(["--quick", "--workers", "1", "--out", str(out), "--records", str(records)])
+    data = json.loads(out.read_text())
+    assert data["summary"] == rows
+    kinds = {(r["kind"], r["unit"]) for r in rows}
+    assert {("post_drop", "acc"), ("cosine", "acc"), ("post_drop", "ppl")} <= kinds
+    rules = {r["rule"] for r in rows}
+    assert {"knee-exp-d10", "patient-p10", "plateau-p10-th0.0001"} <= rules
+    for r in rows:
+        assert 0 <= r["median_saved"] <= r["median_length"]
+        assert r["median_regret"] >= 0 and r["max_regret"] >= r["median_regret"]
+    assert out.with_suffix(".csv").exists() and len(records.read_text().splitlines()) > len(rows)
+
+
+def test_stages_keep_the_value_before_the_stage_as_epoch_0() -> None:
+    _load("stopping_stages")
+    import _curves
+
+    curve = next(c for c in _curves.load_curves() if c.id.startswith("AdaMod/resnet-sgd"))
+    stages = _curves.stages_of(curve)
+    assert [s.kind for s in stages] == ["first", "post_drop", "post_drop"]
+    assert stages[1].values[0] == curve.values[149] and stages[1].values[1] == curve.values[150]
+    assert sum(s.length for s in stages) == len(curve.values) - 1
+    assert _curves.regret([1.0, 3.0, 2.0], 2, "max") == 1.0
+    assert _curves.regret([5.0, 3.0, 4.0], 2, "min") == 1.0
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+@pytest.mark.parametrize("patience", [0, 2, 5])
+@pytest.mark.parametrize("threshold", [1e-4, 1e-2])
+def test_plateau_rule_matches_torch_reduce_lr_on_plateau(
+    mode: str, patience: int, threshold: float
+) -> None:
+    torch = pytest.importorskip("torch")
+    bench = _load("stopping_stages")
+    gen = torch.Generator().manual_seed(patience)
+    values = (50 + torch.cumsum(torch.randn(60, generator=gen), 0)).tolist()
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode=mode, patience=patience, threshold=threshold, threshold_mode="rel"
+    )
+    expected = len(values) - 1
+    for t, v in enumerate(values):
+        sched.step(v)
+        if opt.param_groups[0]["lr"] < 1.0:
+            expected = t
+            break
+    assert bench.plateau_stop(values, mode, patience, threshold) == expected

@@ -43,7 +43,7 @@ def _config(args: argparse.Namespace, base: Any = None) -> Any:
 
     try:
         preset = getattr(args, "preset", None)
-        cfg = get_preset(preset) if preset or base is None else base
+        cfg = get_preset(str(preset)) if preset or base is None else base
         if getattr(args, "config", None):
             cfg = load_config_file(args.config, cfg)
     except ConfigError as exc:
@@ -221,7 +221,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{plan_path.with_name('run.json')}: {exc}") from None
     else:
         raise UsageError(f"no run.json next to {plan_path}: give --preset (and --data)")
-    if args.data is None and info.get("data") and not cfg.synthetic:
+    if args.data is None and info.get("data"):
         args.data = info["data"]
     data = _data(args, cfg, sys.stderr)
     if plan.total_epochs == 0:
@@ -255,7 +255,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UsageError(f"{args.checkpoint}: {exc}") from None
     cfg = _config(args, cfg)
-    if args.data is None and payload.get("data") and not cfg.synthetic:
+    if args.data is None and payload.get("data"):
         args.data = payload["data"]
     data = _data(args, cfg, sys.stderr)
     params = dict(payload.get("params", {}))

@@ -50,11 +50,13 @@ def _percentages(line: str) -> list[float]:
     return [float(x) for x in re.findall(r"([\d.]+)%", line)]
 
 
+@pytest.mark.slow
 def test_plan_end_to_end_resumes_after_an_interrupt(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "run"
+    monkeypatch.setenv("VIDEO3D_DATA", str(tmp_path / "generated"))  # must stay unused
     argv = ["plan", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out)]
     # 1. A run interrupted (Ctrl-C) in its third transition, in its own process.
     first = subprocess.run([sys.executable, "-c", INTERRUPT, *argv], capture_output=True,
@@ -101,10 +103,10 @@ def test_plan_end_to_end_resumes_after_an_interrupt(
     code, stdout, err = _run(["train", "--plan", str(out / "plan.json"), "--quiet"], capsys)
     assert code == 0, err
     assert "test accuracy" in stdout and (out / "retrained.pt").is_file()
-    code, stdout, err = _run(["evaluate", str(out / "retrained.pt"), "--data", str(tiny_data),
-                              "--quiet"], capsys)
-    assert code == 0, err
+    code, stdout, err = _run(["evaluate", str(out / "retrained.pt"), "--quiet"], capsys)
+    assert code == 0, err  # the checkpoint names its dataset
     assert len(_percentages(stdout)) == 2
+    assert not (tmp_path / "generated").exists()
 
 
 def _bad_inputs(tiny: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -159,3 +161,37 @@ def test_module_entry_point_and_presets() -> None:
     done = subprocess.run([sys.executable, "-m", "video3d", "presets"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "kinetics400" in done.stdout and "synthetic" in done.stdout
+
+
+def test_data_synth_and_index_from_a_ucf101_layout(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(["data", "synth", str(tmp_path / "s"), "--classes", "2",
+                         "--videos-per-class", "2", "--frames", "16", "--size", "32"], capsys)
+    assert code == 0 and "wrote 2 training and 2 test videos" in out
+    assert (tmp_path / "s" / "train.txt").is_file()
+
+    videos, ann = tmp_path / "ucf" / "videos", tmp_path / "ucf" / "ann"
+    sources = sorted((tiny_data / "videos").glob("*.mp4"))[:3]
+    for cls in ("Archery", "Biking"):
+        (videos / cls).mkdir(parents=True)
+    shutil.copy(sources[0], videos / "Archery" / "a1.mp4")
+    shutil.copy(sources[1], videos / "Biking" / "b1.mp4")
+    shutil.copy(sources[2], videos / "Biking" / "b2.mp4")
+    ann.mkdir()
+    (ann / "classInd.txt").write_text("1 Archery\n2 Biking\n")
+    (ann / "trainlist01.txt").write_text("Archery/a1.mp4 1\nBiking/b1.mp4 2\n")
+    (ann / "testlist01.txt").write_text("Biking/b2.mp4\nBiking/missing.mp4\n")
+    index = tmp_path / "index"
+    code, out, err = _run(["data", "index", "--format", "ucf101", "--videos", str(videos),
+                           "--annotations", str(ann), "--out", str(index)], capsys)
+    assert code == 0, err
+    assert "1 left out" in out  # the missing test video is reported, not fatal
+    assert (index / "classes.txt").read_text().split() == ["Archery", "Biking"]
+    train = (index / "train.txt").read_text().splitlines()
+    assert [line.split()[-1] for line in train] == ["0", "1"]
+    assert all(int(line.split()[-2]) == 16 for line in train)  # decoded frame counts
+    assert len((index / "test.txt").read_text().splitlines()) == 1
+    code, _, err = _run(["data", "index", "--format", "ucf101", "--videos", str(tmp_path / "x"),
+                         "--annotations", str(ann), "--out", str(index)], capsys)
+    assert code == 2 and "video folder not found" in err

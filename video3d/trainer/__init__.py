@@ -18,7 +18,7 @@ Example:
     >>> from video3d.trainer import get_preset, graph_for
     >>> cfg = get_preset("synthetic")
     >>> len(graph_for(cfg).edges), cfg.clip_batch(32)
-    (22, (4, 4))
+    (22, (8, 1))
 """
 
 from __future__ import annotations

@@ -269,7 +269,9 @@ def make_dataset(
         )
     num_clips = config.test_clips if mode == "test" else None
     if cache is not None:
-        sampler = ClipSampler(sampling, clip_length, config.frame_stride, config.segment_len)
+        sampler = ClipSampler(
+            sampling, clip_length, config.frame_stride, config.segment_len  # type: ignore[arg-type]
+        )
         return CachedClipDataset(
             entries, cache, mode=mode, sampler=sampler, transform=transform,
             num_clips=num_clips or 1, seed=seed,

@@ -55,7 +55,7 @@ def hand_tuned_plan(config: TrainConfig, total_epochs: int, sampling: str) -> Pl
         >>> from video3d.trainer import get_preset
         >>> p = hand_tuned_plan(get_preset("synthetic"), 20, "uniform")
         >>> [(s.params["clip_length"], s.params["learning_rate"], s.epochs) for s in p.stages]
-        [(8, 0.1, 10), (32, 0.01, 5), (32, 0.001, 5)]
+        [(8, 0.02, 10), (32, 0.002, 5), (32, 0.0002, 5)]
     """
     from stageplan import Plan
 

@@ -110,9 +110,12 @@ class VideoTrainer:
         dist: The distributed context (default: a single process).
 
     Example:
-        >>> from stageplan import KneeRule, TransitionGraph, plan  # doctest: +SKIP
-        >>> trainer = VideoTrainer(get_preset("tiny"), load_data(None, get_preset("tiny")))
-        >>> result = plan(graph, trainer, storage="runs/x", rule=KneeRule(delay=2))
+        >>> from stageplan import plan
+        >>> from video3d.trainer import get_preset, graph_for, load_data, rule_for
+        >>> cfg = get_preset("tiny")
+        >>> trainer = VideoTrainer(cfg, load_data(None, cfg))  # doctest: +SKIP
+        >>> result = plan(graph_for(cfg), trainer, storage="runs/x",
+        ...               rule=rule_for(cfg))  # doctest: +SKIP
     """
 
     def __init__(
@@ -228,7 +231,7 @@ class VideoTrainer:
         model = build_model_for(self.config, self.data.num_classes)
         model = model.to(self.device)
         if self.cuda:
-            model = model.to(memory_format=torch.channels_last_3d)
+            model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         return model
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -251,9 +254,9 @@ class VideoTrainer:
     def set_bn_mode(self, model: nn.Module, clip_length: int) -> None:
         frozen = self.config.bn_frozen(clip_length)
         if frozen and hasattr(model, "freeze_bn_stats"):
-            model.freeze_bn_stats()
+            model.freeze_bn_stats()  # type: ignore[operator]
         elif hasattr(model, "unfreeze_bn_stats"):
-            model.unfreeze_bn_stats()
+            model.unfreeze_bn_stats()  # type: ignore[operator]
 
     def save_checkpoint(
         self, model: nn.Module, path: str, params: dict[str, Any], *, optimizer: Any = None

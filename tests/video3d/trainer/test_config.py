@@ -67,7 +67,7 @@ def test_clip_batch_keeps_the_effective_batch(clip: int, expected: tuple[int, in
 
 def test_rule_for_uses_the_preset() -> None:
     rule = rule_for(get_preset("synthetic"))
-    assert (rule.delay, rule.max_epochs) == (3, 10)
+    assert (rule.delay, rule.max_epochs) == (3, 8)
 
 
 def test_unknown_preset_lists_the_valid_ones() -> None:

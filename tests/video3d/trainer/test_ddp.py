@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
@@ -18,6 +20,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_agree_and_only_rank0_writes(tiny_data_dir: Path, tmp_path: Path) -> None:
     port = _free_port()
     procs = []

@@ -313,6 +313,13 @@ def _worker_loop(settings: _Settings, worker: str) -> None:
             except ClaimLostError as exc:
                 _log(settings, f"[{worker}] {edge_label(edge)}: dropped: {exc}")
                 break
+            except BaseException:
+                # Interrupted (Ctrl-C, SystemExit): free the claim at once so that a rerun,
+                # even in this same process, resumes the transition from its progress.
+                release = getattr(storage, "release", None)
+                if callable(release):
+                    release(edge, worker=worker)
+                raise
             if record.status == "failed" and settings.on_error == "raise":
                 raise TransitionFailedError(
                     f"transition {edge_label(edge)} failed (on_error='raise'):\n{record.error}"

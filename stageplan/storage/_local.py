@@ -274,6 +274,12 @@ class LocalStorage:
         self._progress_path(record.edge).unlink(missing_ok=True)
         self._lock_path(record.edge).unlink(missing_ok=True)
 
+    def release(self, edge: EdgeKey, *, worker: str) -> None:
+        """Give up a claim without a record (the run was interrupted); progress is kept."""
+        with contextlib.suppress(ClaimLostError):
+            self._check_owner(edge, worker)
+            self._lock_path(edge).unlink(missing_ok=True)
+
     def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:
         folder = self.root / "checkpoints" / _edge_slug(edge)
         folder.mkdir(parents=True, exist_ok=True)

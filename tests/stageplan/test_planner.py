@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -501,3 +502,26 @@ def test_in_memory_optuna_storage_is_refused_for_several_workers(tmp_path: Path)
             workers=2,
             progress=False,
         )
+
+
+def test_ctrl_c_frees_the_claim_so_a_rerun_in_the_same_process_resumes(tmp_path: Path) -> None:
+    graph = TransitionGraph(
+        [State("start"), State("a", {"x": 1})], [("start", "a")], start="start"
+    )
+    trainer = CurveTrainer({("start", "a"): 1.0})
+
+    def interrupted(trial: Trial) -> None:
+        for epoch in trial.epochs():
+            if epoch == 4:
+                raise KeyboardInterrupt
+            q = curve(0.0, 1.0, epoch)
+            trial.report(q, save=lambda p, q=q: Path(p).write_text(json.dumps({"quality": q})))
+
+    with pytest.raises(KeyboardInterrupt):
+        plan(graph, interrupted, storage=tmp_path / "s", rule=RULE, progress=False)
+    started = time.monotonic()
+    result = plan(
+        graph, trainer, storage=tmp_path / "s", rule=RULE, progress=False, stale_after=3600
+    )
+    assert time.monotonic() - started < 60, "the rerun waited for a stale claim"
+    assert result.transitions[0].resumed_from == 3

@@ -37,6 +37,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -282,23 +283,34 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
         ("post_drop", "ppl", "after an LR drop (PTB, perplexity)", None, None),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-    styles = {"knee-r": ("tab:red", "*"), "knee-": ("tab:blue", "o"), "patien": ("tab:green", "s")}
+
+    def style(rule: str) -> tuple[str, str]:
+        if re.fullmatch(r"knee-[a-z_]+-d\d+", rule):
+            return "tab:blue", "o"
+        if rule.startswith("knee"):
+            return "tab:red", "*"
+        return ("tab:green", "s") if rule.startswith("patient") else ("tab:gray", "^")
+
     for ax, (kind, unit, title, max_regret, min_saved) in zip(axes.flat, panels, strict=True):
         for r in rows:
             if r["kind"] != kind or r["unit"] != unit:
                 continue
-            color, marker = styles.get(r["rule"][:6], ("tab:gray", "^"))
-            ax.scatter(r["median_saved"], r["median_regret"], c=color, marker=marker, s=40)
-            ax.annotate(r["rule"], (r["median_saved"], r["median_regret"]), fontsize=6)
+            color, marker = style(r["rule"])
+            ax.scatter(r["mean_saved"], r["mean_regret"], c=color, marker=marker, s=40)
+            ax.annotate(r["rule"], (r["mean_saved"], r["mean_regret"]), fontsize=5)
         if max_regret is not None:
             ax.axhline(max_regret, color="k", lw=0.8, ls="--")
         if min_saved is not None:
             ax.axvline(min_saved, color="k", lw=0.8, ls="--")
+        ax.set_yscale("symlog", linthresh=0.1)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("median epochs saved per stage")
-        ax.set_ylabel("median regret")
-    fig.suptitle("Stopping rules per stage (blue: knee, red: knee + guard, green: Optuna "
-                 "Patient, grey: ReduceLROnPlateau test); dashed: targets")
+        ax.set_xlabel("mean epochs saved per stage")
+        ax.set_ylabel("mean regret (symlog)")
+    fig.suptitle(
+        "Per stage; blue: paper's knee rule, red: knee + opt-in options, green: Optuna "
+        "Patient, grey: plateau test; dashed: the brief's targets (stated for medians)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

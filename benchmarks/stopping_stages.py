@@ -257,6 +257,8 @@ def summarize(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
                 "p75_regret": _quantile(regrets, 0.75),
                 "max_regret": max(regrets),
                 "median_regret_best": statistics.median(o.regret_best for o in os_),
+                "share_regret_gt_0.2": sum(x > 0.2 for x in regrets) / len(os_),
+                "share_regret_gt_1": sum(x > 1.0 for x in regrets) / len(os_),
             }
         )
     return rows

@@ -125,6 +125,10 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+_SUCCESSOR_GRACE_S = 30.0
+"""Seconds a take-over's successor trial may take to appear before another worker makes it."""
+
+
 def chain_head(trials: list[FrozenTrial]) -> FrozenTrial | None:
     """The trial that currently stands for a transition.
 
@@ -628,6 +632,10 @@ class OptunaStorage:
                     return None  # finished
                 if head.user_attrs.get(T_SUPERSEDED):
                     return None  # cannot happen for a head; be safe
+                taken = head.user_attrs.get(T_TAKEN_OVER)
+                when = taken.get("time") if isinstance(taken, dict) else None
+                if isinstance(when, (int, float)) and time.time() - when < _SUCCESSOR_GRACE_S:
+                    return None  # its taker is creating the successor right now
                 self._create_successor(edge, head)  # a taker died before making it
                 continue
             if head.state == TrialState.RUNNING:

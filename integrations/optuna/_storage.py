@@ -26,7 +26,9 @@ from stageplan.storage import (
     StorageError,
     StorageMismatchError,
     TransitionRecord,
+    describe_mismatch,
     edge_label,
+    pid_alive,
 )
 
 if TYPE_CHECKING:
@@ -88,41 +90,6 @@ def _json_float(x: float) -> float | str:
 
 def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def _describe_mismatch(stored: Any, wanted: Any) -> str:
-    if not isinstance(stored, dict) or not isinstance(wanted, dict):
-        return f"stored {stored!r}, this run {wanted!r}"
-    parts = []
-    for key in sorted(set(stored) | set(wanted)):
-        a, b = stored.get(key), wanted.get(key)
-        if a == b:
-            continue
-        if isinstance(a, list) and isinstance(b, list):
-            if len(a) != len(b):
-                parts.append(f"{key}: stored has {len(a)}, this run has {len(b)}")
-            else:
-                first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-                parts.append(f"{key}[{first}]: stored {a[first]!r}, this run {b[first]!r}")
-        else:
-            parts.append(f"{key}: stored {a!r}, this run {b!r}")
-    return "; ".join(parts)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` on this host still runs (a zombie does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc here: trust kill(pid, 0)
-    return state not in ("Z", "X")
 
 
 _SUCCESSOR_GRACE_S = 30.0
@@ -496,13 +463,13 @@ class OptunaStorage:
         if attrs.get(S_GRAPH) != wanted_graph:
             raise StorageMismatchError(
                 f"{where} holds a plan for another transition graph "
-                f"({_describe_mismatch(attrs.get(S_GRAPH), wanted_graph)}); use a new "
+                f"({describe_mismatch(attrs.get(S_GRAPH), wanted_graph)}); use a new "
                 "study_name or the original graph"
             )
         if attrs.get(S_META) != wanted_meta:
             raise StorageMismatchError(
                 f"{where} holds a plan made with other settings "
-                f"({_describe_mismatch(attrs.get(S_META), wanted_meta)}); use a new "
+                f"({describe_mismatch(attrs.get(S_META), wanted_meta)}); use a new "
                 "study_name or the original settings"
             )
 
@@ -707,7 +674,7 @@ class OptunaStorage:
                 self._check_local_pids
                 and owner.get("host") == socket.gethostname()
                 and isinstance(owner.get("pid"), int)
-                and not _pid_alive(owner["pid"])
+                and not pid_alive(owner["pid"])
             ):
                 return True
             if isinstance(owner.get("time"), (int, float)):

@@ -15,7 +15,9 @@ from stageplan.storage._base import (
     StorageMismatchError,
     TransitionRecord,
     best_incoming,
+    describe_mismatch,
     edge_label,
+    pid_alive,
 )
 from stageplan.storage._local import LocalStorage, atomic_write_json
 
@@ -30,5 +32,7 @@ __all__ = [
     "TransitionRecord",
     "atomic_write_json",
     "best_incoming",
+    "describe_mismatch",
     "edge_label",
+    "pid_alive",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -16,7 +17,9 @@ __all__ = [
     "StorageError",
     "StorageMismatchError",
     "TransitionRecord",
+    "describe_mismatch",
     "edge_label",
+    "pid_alive",
 ]
 
 EdgeKey = tuple[str, str]
@@ -38,6 +41,42 @@ class ClaimLostError(StorageError):
     was still running. The planner then drops its run without writing a record or deleting
     checkpoints: the taker resumes from them.
     """
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs; a zombie (exited, unreaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust kill(pid, 0)
+    return state not in ("Z", "X")
+
+
+def describe_mismatch(stored: Any, wanted: Any) -> str:
+    """Name what differs between a stored graph/settings object and this run's."""
+    if not isinstance(stored, dict) or not isinstance(wanted, dict):
+        return f"stored {stored!r}, this run {wanted!r}"
+    parts = []
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key), wanted.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                parts.append(f"{key}: stored has {len(a)}, this run has {len(b)}")
+            else:
+                first = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+                parts.append(f"{key}[{first}]: stored {a[first]!r}, this run {b[first]!r}")
+        else:
+            parts.append(f"{key}: stored {a!r}, this run {b!r}")
+    return "; ".join(parts)
 
 
 def edge_label(edge: EdgeKey) -> str:

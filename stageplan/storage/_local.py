@@ -21,7 +21,9 @@ from stageplan.storage._base import (
     StorageError,
     StorageMismatchError,
     TransitionRecord,
+    describe_mismatch,
     edge_label,
+    pid_alive,
 )
 
 __all__ = ["LocalStorage", "atomic_write_json"]
@@ -57,38 +59,6 @@ def _edge_slug(edge: EdgeKey) -> str:
     safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", raw)[:80]
     digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
     return f"{safe}-{digest}"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a local process runs; a zombie (exited, not yet reaped) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            state = fh.read().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): trust kill(0)
-    return state not in ("Z", "X")
-
-
-def _describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
-    diffs = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
-    parts = []
-    for key in diffs:
-        a, b = stored.get(key), wanted.get(key)
-        if isinstance(a, list) and isinstance(b, list):
-            parts.append(
-                f"{key}: stored has {len(a)}, this run has {len(b)}"
-                if len(a) != len(b)
-                else f"{key} differ"
-            )
-        else:
-            parts.append(f"{key}: stored {a!r}, this run {b!r}")
-    return "; ".join(parts)
 
 
 class LocalStorage:
@@ -159,13 +129,13 @@ class LocalStorage:
         if stored["graph"] != graph:
             raise StorageMismatchError(
                 f"{self.root} holds a plan for another transition graph "
-                f"({_describe_mismatch(stored['graph'], graph)}); use a new directory or the "
+                f"({describe_mismatch(stored['graph'], graph)}); use a new directory or the "
                 "original graph"
             )
         if stored["meta"] != meta:
             raise StorageMismatchError(
                 f"{self.root} holds a plan made with other settings "
-                f"({_describe_mismatch(stored['meta'], meta)}); use a new directory or the "
+                f"({describe_mismatch(stored['meta'], meta)}); use a new directory or the "
                 "original settings"
             )
         for sub in ("transitions", "running", "checkpoints"):
@@ -234,7 +204,7 @@ class LocalStorage:
         except (json.JSONDecodeError, OSError):
             return age > stale_after  # half-written lock: judge by age alone
         same_host = info.get("host") == socket.gethostname()
-        if same_host and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+        if same_host and isinstance(info.get("pid"), int) and not pid_alive(info["pid"]):
             return True
         return age > stale_after
 

@@ -52,8 +52,17 @@ _COUNT_MODES = ("auto", "decode", "header")
 # Containers whose header frame count is missing (Matroska/WebM) or unreliable (AVI).
 _UNTRUSTED_FORMATS = frozenset({"avi", "matroska", "webm", "matroska,webm", "flv", "mpeg", "ogg"})
 _YUV420 = frozenset({"yuv420p", "yuvj420p"})
+# Containers that store a presentation timestamp per packet, so that frames in the lead-in can
+# be identified by timestamp and their packets classified before decoding (AVI is not one:
+# its demuxer guesses timestamps, and packed B-frames put two frames in one packet).
+_PTS_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
+# find_stream_info() decodes up to 7+ frames of an H.264 stream to guess its reorder delay;
+# decoding only the first keyframe there makes opening ~6x cheaper. The option reaches only
+# the probing decoder, not the stream's codec context used for reading.
+_FAST_OPEN_OPTIONS = {"skip_frame": "nonkey"}
 _SEEK_RETRIES = 4
 _MIN_SKIP = 8  # frames of decoding a second seek must save to be worth it
+_LEAD_IN_FAILED = -2  # a run with skipped lead-in frames lost a wanted frame: redo it in full
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,29 @@ def _even_box(
     return top2, left2, bottom2 - top2, right2 - left2, top - top2, left - left2
 
 
+def _open_container(path: str, *, fast: bool) -> Any:
+    """Opens ``path`` for reading; ``fast`` probes the stream from its first keyframe only.
+
+    A fast open that leaves the video stream without a frame size or a frame rate (a format
+    whose header carries neither) is redone the usual way.
+    """
+    import av
+
+    if not fast:
+        return av.open(path, mode="r")
+    container = av.open(path, mode="r", options=dict(_FAST_OPEN_OPTIONS))
+    video = container.streams.video
+    if video and video[0].codec_context.width > 0 and _frame_rate(video[0]) is not None:
+        return container
+    container.close()
+    return av.open(path, mode="r")
+
+
+def _has_packet_pts(format_name: str) -> bool:
+    """Whether a demuxer (``container.format.name``) stores a presentation time per packet."""
+    return any(name in _PTS_FORMATS for name in format_name.split(","))
+
+
 def _plane(frame: Any, index: int, rows: int, cols: int) -> np.ndarray:
     plane = frame.planes[index]
     flat = np.frombuffer(plane, dtype=np.uint8)
@@ -128,6 +160,12 @@ class VideoReader:
             when the header has no count).
         interpolation: libswscale scaler for ``read(..., size=...)``; ``"AREA"`` (default)
             averages when shrinking and is bilinear when enlarging.
+        skip_lead_in: Skip decoding the non-reference frames between the keyframe a read
+            seeks to and the first wanted frame (MP4/MOV and Matroska/WebM only, where every
+            packet carries its presentation time; other containers decode the lead-in in
+            full). Output frames are identical either way; ``False`` decodes everything.
+        fast_open: Probe the stream from its first keyframe only when opening (falls back
+            to a full probe when that leaves the frame size or rate unknown).
 
     Raises:
         VideoDecodeError: The file is missing, not a video, or has no video stream.
@@ -142,7 +180,12 @@ class VideoReader:
         threads: int = 1,
         count_frames: CountMode = "auto",
         interpolation: str = "AREA",
+        skip_lead_in: bool = True,
+        fast_open: bool = True,
     ) -> None:
+        for name, flag in (("skip_lead_in", skip_lead_in), ("fast_open", fast_open)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be a bool, got {flag!r}")
         if count_frames not in _COUNT_MODES:
             raise ValueError(f"count_frames must be one of {_COUNT_MODES}, got {count_frames!r}")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
@@ -154,7 +197,7 @@ class VideoReader:
         self.path = os.fspath(path)
         self._interpolation = interpolation
         self._container: Any = None
-        self._open(threads)
+        self._open(threads, fast_open)
         stream = self._stream
         self.width: int = int(stream.codec_context.width)
         self.height: int = int(stream.codec_context.height)
@@ -167,6 +210,7 @@ class VideoReader:
         self._rate: Fraction | None = rate or _frame_rate(stream)
         self._counted = False
         self._keyframes: np.ndarray | None = None
+        self._skip_lead_in = skip_lead_in and _has_packet_pts(self._container.format.name)
         if num_frames is not None:
             self._num_frames: int = int(num_frames)
         else:
@@ -176,13 +220,13 @@ class VideoReader:
             raise VideoDecodeError("video stream has no frame rate", path=self.path)
 
     # ------------------------------------------------------------------ opening and counting
-    def _open(self, threads: int) -> None:
+    def _open(self, threads: int, fast: bool) -> None:
         import av
 
         if not os.path.exists(self.path):
             raise VideoDecodeError("no such file", path=self.path)
         try:
-            self._container = av.open(self.path, mode="r")
+            self._container = _open_container(self.path, fast=fast)
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise VideoDecodeError(f"cannot open as a video ({exc})", path=self.path) from exc
         if not self._container.streams.video:
@@ -394,20 +438,31 @@ class VideoReader:
         # after the wanted frame: then seek again a growing margin earlier, and finally to
         # the start. Each retry costs a seek and one decoded frame.
         margin = 0
+        skip = self._skip_lead_in and first > 0
         for attempt in range(_SEEK_RETRIES + 1):
             for index in wanted:
                 got.pop(index, None)
             seek_frame = first - margin
             from_start = seek_frame <= 0 or attempt == _SEEK_RETRIES
             landed = self._decode_run(
-                seek_frame, first, last, wanted, got, box, size, from_start=from_start
+                seek_frame, first, last, wanted, got, box, size, from_start=from_start, skip=skip
             )
             if landed is None:
                 return
+            if landed == _LEAD_IN_FAILED:  # never expected; the full decode is always right
+                skip = False
+                continue
             if landed < 0:  # a frame without timestamps: only the start is certain
                 margin = first
                 continue
             margin = 2 * margin + (landed - first) + 1
+
+    def _first_pts_at(self, index: int) -> int:
+        """The smallest timestamp whose frame index is ``index`` or later."""
+        pts = self._pts_of(index) - 2
+        while (found := self._index_of(pts)) is not None and found < index:
+            pts += 1
+        return pts
 
     def _decode_run(
         self,
@@ -420,17 +475,76 @@ class VideoReader:
         size: tuple[int, int] | None,
         *,
         from_start: bool,
+        skip: bool,
     ) -> int | None:
         """Seeks, decodes forward to ``last``.
 
+        Frame identity: without ``skip`` the first frame after the seek is identified by its
+        timestamp (or is frame 0 when decoding from the start) and the frames after it are
+        counted. With ``skip`` the packets shown before ``first`` (by their timestamps) are
+        decoded with ``skip_frame="NONREF"``, so non-reference frames there never come out;
+        every frame up to the first wanted one is identified by its own timestamp, and the
+        frames after it, where nothing is skipped, are counted.
+
         Returns:
             None when done; else the index of the frame the seek landed on (-1: unknown),
-            which is after ``first``, and nothing was kept.
+            which is after ``first``, and nothing was kept; or ``_LEAD_IN_FAILED`` when a
+            skipping run did not see ``first`` (redo without skipping).
         """
         target = self._start_pts if from_start else self._pts_of(seek_frame)
         self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-        index: int | None = 0 if from_start else None
-        for frame in self._container.decode(self._stream):
+        if not skip:
+            return self._decode_frames(
+                self._container.decode(self._stream),
+                0 if from_start else None, first, last, wanted, got, box, size,
+            )
+        ctx = self._stream.codec_context
+        limit = self._first_pts_at(first)
+        skipping = False
+        landed: int | None = None  # index of the first frame out of the decoder
+        index: int | None = None
+        try:
+            for packet in self._container.demux(self._stream):
+                lead_in = packet.pts is not None and packet.pts < limit
+                if lead_in is not skipping:
+                    ctx.skip_frame = "NONREF" if lead_in else "DEFAULT"
+                    skipping = lead_in
+                for frame in ctx.decode(packet):
+                    if index is None:  # still in the lead-in: identify by timestamp
+                        found = self._index_of(frame.pts)
+                        if found is None:
+                            return _LEAD_IN_FAILED
+                        if landed is None:
+                            landed = found
+                            if found > first:  # the seek landed late
+                                return found
+                        elif found > first:  # the first wanted frame never came out
+                            return _LEAD_IN_FAILED
+                        if found < first:
+                            continue
+                        index = found
+                    if index in wanted:
+                        got[index] = self._convert(frame, box, size)
+                    if index >= last:
+                        return None
+                    index += 1
+        finally:
+            if skipping:
+                ctx.skip_frame = "DEFAULT"
+        return None
+
+    def _decode_frames(
+        self,
+        frames: Iterable[Any],
+        index: int | None,
+        first: int,
+        last: int,
+        wanted: set[int],
+        got: dict[int, np.ndarray],
+        box: tuple[int, int, int, int] | None,
+        size: tuple[int, int] | None,
+    ) -> int | None:
+        for frame in frames:
             if index is None:
                 index = self._index_of(frame.pts)
                 if index is None:

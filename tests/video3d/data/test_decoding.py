@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from video3d.data.decoding import VideoReader, probe_video
+from video3d.data.decoding import (
+    _LEAD_IN_FAILED,
+    VideoReader,
+    _has_packet_pts,
+    _open_container,
+    probe_video,
+)
 from video3d.data.errors import VideoDecodeError
 
 KINDS = ["h264-mp4", "mpeg4-avi", "vp9-webm", "h264-mp4-25fps"]
@@ -75,6 +81,13 @@ def test_known_frame_count_skips_counting(videos) -> None:
     assert reader.num_frames == 100
 
 
+def _unwrap(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict]:
+    args = tuple(getattr(a, "inner", a) if isinstance(a, _StreamProxy) else a for a in args)
+    if isinstance(kwargs.get("stream"), _StreamProxy):
+        kwargs = {**kwargs, "stream": kwargs["stream"].inner}
+    return args, kwargs
+
+
 class _CountingContainer:
     """Proxy that counts seeks and decoded frames of the wrapped PyAV container."""
 
@@ -83,12 +96,18 @@ class _CountingContainer:
 
     def seek(self, *args: Any, **kwargs: Any) -> None:
         self.seeks += 1
+        args, kwargs = _unwrap(args, kwargs)
         self.inner.seek(*args, **kwargs)
 
     def decode(self, *args: Any, **kwargs: Any):
+        args, kwargs = _unwrap(args, kwargs)
         for frame in self.inner.decode(*args, **kwargs):
             self.decoded += 1
             yield frame
+
+    def demux(self, *args: Any, **kwargs: Any):
+        args, kwargs = _unwrap(args, kwargs)
+        yield from self.inner.demux(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -96,7 +115,7 @@ class _CountingContainer:
 
 @pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "h264-mp4-25fps"])
 def test_one_seek_and_stop_after_last_wanted(videos, read_ids, kind: str) -> None:
-    reader = VideoReader(videos[kind])
+    reader = VideoReader(videos[kind], skip_lead_in=False)
     proxy = _CountingContainer(reader._container)
     reader._container = proxy
     assert read_ids(reader.read([50, 45, 47])) == [50, 45, 47]
@@ -227,7 +246,7 @@ def test_decode_error_pickles() -> None:
 @pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "mpeg4-avi"])
 def test_sparse_request_seeks_per_keyframe_run(videos, read_ids, kind: str) -> None:
     """Uniform clips: one seek per run whose keyframe skips decoding, never one per frame."""
-    reader = VideoReader(videos[kind])
+    reader = VideoReader(videos[kind], skip_lead_in=False)
     proxy = _CountingContainer(reader._container)
     reader._container = proxy
     wanted = [2, 3, 45, 46, 85, 86]
@@ -263,3 +282,190 @@ def test_non_420_video_crops_after_conversion(tmp_path: Path, read_ids) -> None:
     assert tuple(crop.shape) == (2, 20, 30, 3) and crop.dtype == torch.uint8
     expected = resize_uint8(full[:, 10:50, 20:80].contiguous(), (20, 30))
     assert (crop.int() - expected.int()).abs().max() <= 1
+
+
+# ------------------------------------------------------------------------ fast paths
+class _ContextProxy:
+    """Counts the frames a codec context puts out and records its ``skip_frame`` settings."""
+
+    def __init__(self, inner: Any) -> None:
+        object.__setattr__(self, "inner", inner)
+        object.__setattr__(self, "decoded", 0)
+        object.__setattr__(self, "modes", [])
+
+    def decode(self, *args: Any, **kwargs: Any):
+        for frame in self.inner.decode(*args, **kwargs):
+            object.__setattr__(self, "decoded", self.decoded + 1)
+            yield frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "skip_frame":
+            self.modes.append(value)
+        setattr(self.inner, name, value)
+
+
+class _StreamProxy:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.codec_context = _ContextProxy(inner.codec_context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _instrument(reader: VideoReader) -> tuple[_CountingContainer, _ContextProxy]:
+    container = _CountingContainer(reader._container)
+    stream = _StreamProxy(reader._stream)
+    reader._container, reader._stream = container, stream
+    return container, stream.codec_context
+
+
+def _reencode(source: Path, path: Path, codec: str, options: dict[str, str]) -> Path:
+    """Re-encodes a pattern video with other settings (its frames keep their numbers)."""
+    import av
+
+    with av.open(str(source)) as src:
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30, options=dict(options))
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def more_videos(videos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One keyframe for the whole video with B-pyramids (H.264), and VP9 with hidden
+    alt-ref frames (packets whose frames are never shown)."""
+    root = tmp_path_factory.mktemp("more_videos")
+    source = videos["h264-mp4"]
+    return {
+        "h264-mp4-one-gop": _reencode(
+            source, root / "onegop.mp4", "libx264",
+            {"x264-params": "keyint=250:scenecut=0:bframes=3:b-pyramid=normal"},
+        ),
+        "vp9-webm-altref": _reencode(
+            source, root / "altref.webm", "libvpx-vp9",
+            {"g": "30", "deadline": "good", "cpu-used": "8", "auto-alt-ref": "1",
+             "lag-in-frames": "16"},
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def all_videos(videos, more_videos) -> dict[str, Path]:
+    return {**videos, **more_videos}
+
+
+ALL_KINDS = [*KINDS, "h264-mp4-one-gop", "vp9-webm-altref"]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("request_name", list(REQUESTS))
+def test_fast_paths_return_the_frames_of_a_full_decode(
+    all_videos, read_ids, kind: str, request_name: str
+) -> None:
+    indices = REQUESTS[request_name]
+    with VideoReader(all_videos[kind], skip_lead_in=False, fast_open=False) as reader:
+        full = reader.read(indices)
+        full_crop = reader.read(indices, crop=(17, 31, 64, 80), size=(32, 40))
+    with VideoReader(all_videos[kind]) as reader:
+        assert reader._skip_lead_in is (kind != "mpeg4-avi")
+        fast = reader.read(indices)
+        fast_crop = reader.read(indices, crop=(17, 31, 64, 80), size=(32, 40))
+    assert read_ids(fast) == indices
+    assert torch.equal(fast, full)
+    assert torch.equal(fast_crop, full_crop)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_every_frame_alone_with_fast_paths(all_videos, read_ids, kind: str) -> None:
+    with VideoReader(all_videos[kind]) as reader:
+        assert [read_ids(reader.read([i]))[0] for i in range(100)] == list(range(100))
+
+
+def _non_reference_frames(path: Path) -> set[int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        shown = {round(f.pts * stream.time_base * 30) for f in container.decode(stream)}
+    return set(range(100)) - shown
+
+
+@pytest.mark.parametrize("kind", ["h264-mp4", "h264-mp4-one-gop"])
+def test_lead_in_skips_non_reference_frames(all_videos, read_ids, kind: str) -> None:
+    skipped = _non_reference_frames(all_videos[kind])
+    assert skipped, "the test video must have non-reference (B) frames"
+    reader = VideoReader(all_videos[kind])
+    container, context = _instrument(reader)
+    wanted = [50, 45, 47]
+    assert read_ids(reader.read(wanted)) == wanted
+    keyframe = 40 if kind == "h264-mp4" else 0
+    lead_in = set(range(keyframe, 45))
+    assert container.seeks == 1
+    # everything from the keyframe to frame 50 but the lead-in's non-reference frames
+    # (the decoder also puts out nothing more than it must)
+    assert context.decoded == 50 - keyframe + 1 - len(lead_in & skipped)
+    assert context.modes[0] == "NONREF" and context.modes[-1] == "DEFAULT"
+    assert str(reader._stream.codec_context.inner.skip_frame) == "DEFAULT"
+    # a later read without a lead-in to skip leaves the setting alone
+    assert read_ids(reader.read([keyframe, keyframe + 1])) == [keyframe, keyframe + 1]
+    reader.close()
+
+
+def test_lost_first_frame_falls_back_to_a_full_decode(all_videos, read_ids) -> None:
+    """If a skipping run never sees its first wanted frame it is redone without skipping."""
+    path = all_videos["h264-mp4"]
+    target = min(i for i in _non_reference_frames(path) if i > 41)
+    reader = VideoReader(path)
+    container, context = _instrument(reader)
+    # a wrong threshold: also skip the wanted frame's own (non-reference) packet
+    reader._first_pts_at = lambda index: reader._pts_of(index + 3)  # type: ignore[method-assign]
+    assert read_ids(reader.read([target])) == [target]
+    assert container.seeks == 2  # the skipping run, then the full one
+    assert container.decoded == target - 40 + 1  # the full run counted every frame
+    reader.close()
+
+
+def test_lead_in_failed_marker_is_not_a_frame_index() -> None:
+    assert _LEAD_IN_FAILED < -1
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("mov,mp4,m4a,3gp,3g2,mj2", True), ("matroska,webm", True), ("avi", False),
+     ("mpegts", False), ("flv", False)],
+)
+def test_has_packet_pts(name: str, expected: bool) -> None:
+    assert _has_packet_pts(name) is expected
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_fast_open_reads_the_same_stream_facts(all_videos, kind: str) -> None:
+    def facts(fast: bool) -> tuple[Any, ...]:
+        container = _open_container(str(all_videos[kind]), fast=fast)
+        stream = container.streams.video[0]
+        out = (container.format.name, stream.codec_context.width, stream.codec_context.height,
+               stream.average_rate, stream.time_base, stream.start_time, stream.frames,
+               container.duration)
+        container.close()
+        return out
+
+    assert facts(True) == facts(False)
+    with VideoReader(all_videos[kind]) as fast, VideoReader(
+        all_videos[kind], fast_open=False
+    ) as full:
+        assert fast.info == full.info
+
+
+@pytest.mark.parametrize("name", ["skip_lead_in", "fast_open"])
+def test_fast_path_flags_must_be_bools(videos, name: str) -> None:
+    with pytest.raises(ValueError, match=rf"{name} must be a bool, got 1"):
+        VideoReader(videos["h264-mp4"], **{name: 1})

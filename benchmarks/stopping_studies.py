@@ -31,7 +31,7 @@ decisions are those of ``KneePruner.decide``.
 
 Usage::
 
-    python benchmarks/stopping_studies.py                 # NB201: every 3rd curve, 3 seeds
+    python benchmarks/stopping_studies.py                 # all 198 NB201 curves, 5 seeds
     python benchmarks/stopping_studies.py --quick         # smoke run
 """
 
@@ -267,8 +267,8 @@ def plot(summary: Sequence[dict[str, Any]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--nb201-every", type=int, default=3, help="use every n-th NB201 curve")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--nb201-every", type=int, default=1, help="use every n-th NB201 curve")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=None, help="summary JSON (default: results/)")
     parser.add_argument("--plot", type=Path, default=None, help="Pareto PNG")

@@ -135,12 +135,22 @@ def _open_container(path: str, *, fast: bool) -> Any:
     return av.open(path, mode="r")
 
 
+def _round_ratio(numerator: int, denominator: int) -> int:
+    """``round(numerator / denominator)`` (ties to even, like ``round(Fraction)``) in ints."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
+
+
 def _has_packet_pts(format_name: str) -> bool:
     """Whether a demuxer (``container.format.name``) stores a presentation time per packet."""
     return any(name in _PTS_FORMATS for name in format_name.split(","))
 
 
 def _plane(frame: Any, index: int, rows: int, cols: int) -> np.ndarray:
+    """A ``[rows, cols]`` view of one plane of a frame (writable for frames we made)."""
     plane = frame.planes[index]
     flat = np.frombuffer(plane, dtype=np.uint8)
     return flat.reshape(-1, plane.line_size)[:rows, :cols]
@@ -309,7 +319,11 @@ class VideoReader:
     def _index_of(self, pts: int | None) -> int | None:
         if pts is None or self._time_base is None or self._rate is None:
             return None
-        return round((pts - self._start_pts) * self._time_base * self._rate)
+        tb, rate = self._time_base, self._rate
+        return _round_ratio(
+            (pts - self._start_pts) * tb.numerator * rate.numerator,
+            tb.denominator * rate.denominator,
+        )
 
     def _pts_of(self, index: int) -> int:
         assert self._time_base is not None and self._rate is not None
@@ -585,13 +599,18 @@ class VideoReader:
         import av
 
         top, left, h, w, dy, dx = _even_box(box, frame.width, frame.height)
-        y = _plane(frame, 0, frame.height, frame.width)[top : top + h, left : left + w]
-        cy, cx, ch, cw = top // 2, left // 2, h // 2, w // 2
+        # Copy the crop of each plane straight into a new frame's planes (no packing and
+        # no second copy, as VideoFrame.from_ndarray would make).
+        cropped = av.VideoFrame(w, h, "yuv420p")
+        cy, cx, ch, cw = top // 2, left // 2, (h + 1) // 2, (w + 1) // 2
         chroma_rows, chroma_cols = (frame.height + 1) // 2, (frame.width + 1) // 2
-        u = _plane(frame, 1, chroma_rows, chroma_cols)[cy : cy + ch, cx : cx + cw]
-        v = _plane(frame, 2, chroma_rows, chroma_cols)[cy : cy + ch, cx : cx + cw]
-        packed = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, w)
-        cropped = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+        _plane(cropped, 0, h, w)[...] = _plane(frame, 0, frame.height, frame.width)[
+            top : top + h, left : left + w
+        ]
+        for index in (1, 2):
+            _plane(cropped, index, ch, cw)[...] = _plane(
+                frame, index, chroma_rows, chroma_cols
+            )[cy : cy + ch, cx : cx + cw]
         if frame.colorspace is not None:
             with contextlib.suppress(AttributeError, TypeError, ValueError):
                 cropped.colorspace = frame.colorspace

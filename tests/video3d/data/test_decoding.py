@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from video3d.data.decoding import (
     _LEAD_IN_FAILED,
     VideoReader,
     _has_packet_pts,
     _open_container,
+    _round_ratio,
     probe_video,
 )
 from video3d.data.errors import VideoDecodeError
@@ -469,3 +473,14 @@ def test_fast_open_reads_the_same_stream_facts(all_videos, kind: str) -> None:
 def test_fast_path_flags_must_be_bools(videos, name: str) -> None:
     with pytest.raises(ValueError, match=rf"{name} must be a bool, got 1"):
         VideoReader(videos["h264-mp4"], **{name: 1})
+
+
+@given(st.integers(-10**12, 10**12), st.integers(1, 10**9))
+def test_round_ratio_matches_fraction_rounding(numerator: int, denominator: int) -> None:
+    assert _round_ratio(numerator, denominator) == round(Fraction(numerator, denominator))
+
+
+@pytest.mark.parametrize(("n", "d", "expected"), [(1, 2, 0), (3, 2, 2), (-1, 2, 0), (-3, 2, -2),
+                                                  (5, 3, 2), (-5, 3, -2), (7, 7, 1)])
+def test_round_ratio_ties_to_even(n: int, d: int, expected: int) -> None:
+    assert _round_ratio(n, d) == expected

@@ -61,6 +61,9 @@ class KneePruner(BasePruner):
         min_epochs: Keyword-only: never fit before this many values.
         patience: Keyword-only: do not prune while the best observed value is among the
             last ``patience`` values.
+        min_delta, smooth, keep, max_noise: Keyword-only robustness options of
+            :class:`stageplan.knee.KneeRule` (noise guard, smoothed patience, keep the best
+            observed epoch); see ``benchmarks/RESULTS.md`` for measured settings.
 
     Example:
         >>> import optuna
@@ -90,10 +93,22 @@ class KneePruner(BasePruner):
         n_warmup_steps: int = 0,
         min_epochs: int | None = None,
         patience: int | None = None,
+        min_delta: float = 0.0,
+        smooth: int = 1,
+        keep: str = "knee",
+        max_noise: float | None = None,
     ) -> None:
-        # KneeRule validates family, delay, horizon, min_epochs and patience eagerly.
+        # KneeRule validates every rule option eagerly.
         self._rule = KneeRule(
-            family, delay=delay, horizon=horizon, min_epochs=min_epochs, patience=patience
+            family,
+            delay=delay,
+            horizon=horizon,
+            min_epochs=min_epochs,
+            patience=patience,
+            min_delta=min_delta,
+            smooth=smooth,
+            keep=keep,
+            max_noise=max_noise,
         )
         if isinstance(n_warmup_steps, bool) or not isinstance(n_warmup_steps, int):
             raise ValueError(f"n_warmup_steps must be an integer >= 0, got {n_warmup_steps!r}.")
@@ -111,7 +126,8 @@ class KneePruner(BasePruner):
         return (
             f"KneePruner(family={r.family!r}, delay={r.delay}, horizon={r.horizon}, "
             f"n_warmup_steps={self._n_warmup_steps}, min_epochs={r.min_epochs}, "
-            f"patience={r.patience})"
+            f"patience={r.patience}, min_delta={r.min_delta}, smooth={r.smooth}, "
+            f"keep={r.keep!r}, max_noise={r.max_noise})"
         )
 
     def decide(self, study: optuna.Study, trial: FrozenTrial) -> KneeDecision | None:

@@ -292,3 +292,15 @@ def test_knee_pruner_repr_and_rule() -> None:
     assert pruner.rule.family == "power" and pruner.rule.delay == 4
     assert "n_warmup_steps=2" in repr(pruner)
     assert bad_curve("maximize", 0) < 0.2  # the suite's curves are what the docs say
+
+
+def test_knee_pruner_passes_the_robustness_options_to_its_rule() -> None:
+    from integrations.optuna import KneePruner
+
+    pruner = KneePruner(patience=20, min_delta=0.5, smooth=5, keep="best", max_noise=1.0)
+    rule = pruner.rule
+    assert (rule.patience, rule.min_delta, rule.smooth, rule.keep, rule.max_noise) == (
+        20, 0.5, 5, "best", 1.0)
+    assert "max_noise=1.0" in repr(pruner)
+    with pytest.raises(ValueError, match="keep"):
+        KneePruner(keep="last")

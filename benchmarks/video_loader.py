@@ -12,6 +12,12 @@ single-threaded decoding (so the figure is per core) for:
   flipped and normalised;
 * ``decode``: decoding every frame of every video without any conversion: the limit.
 
+Both pipelines open their videos with the same :class:`video3d.data.VideoReader` defaults, so
+the decoder-side speedups apply to both equally: the fast container open (the stream is probed
+from its first keyframe only) and skipping the non-reference frames between the keyframe a
+read seeks to and the first wanted frame. Only ``video3d`` uses the crop path (crop of the
+YUV planes copied into a new frame, one libswscale call converts and resizes it).
+
 Usage::
 
     python benchmarks/video_loader.py            # full run (a few minutes on 2 cores)

@@ -144,6 +144,19 @@ def _round_ratio(numerator: int, denominator: int) -> int:
     return quotient
 
 
+def _first_pts_at(index: int, start_pts: int, frames_per_tick: Fraction) -> int:
+    """Smallest integer ``pts`` with ``round((pts - start_pts) * frames_per_tick) >= index``.
+
+    ``round`` ties to even, so ``index - 1/2`` itself rounds up to ``index`` only when
+    ``index`` is even.
+    """
+    bound = (Fraction(index) - Fraction(1, 2)) / frames_per_tick
+    floor = bound.numerator // bound.denominator
+    if bound.denominator == 1 and index % 2 == 0:
+        return start_pts + floor
+    return start_pts + floor + 1
+
+
 def _has_packet_pts(format_name: str) -> bool:
     """Whether a demuxer (``container.format.name``) stores a presentation time per packet."""
     return any(name in _PTS_FORMATS for name in format_name.split(","))
@@ -473,10 +486,8 @@ class VideoReader:
 
     def _first_pts_at(self, index: int) -> int:
         """The smallest timestamp whose frame index is ``index`` or later."""
-        pts = self._pts_of(index) - 2
-        while (found := self._index_of(pts)) is not None and found < index:
-            pts += 1
-        return pts
+        assert self._time_base is not None and self._rate is not None
+        return _first_pts_at(index, self._start_pts, self._time_base * self._rate)
 
     def _decode_run(
         self,

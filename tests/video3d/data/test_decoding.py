@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from video3d.data.decoding import (
     _LEAD_IN_FAILED,
     VideoReader,
+    _first_pts_at,
     _has_packet_pts,
     _open_container,
     _round_ratio,
@@ -484,3 +485,20 @@ def test_round_ratio_matches_fraction_rounding(numerator: int, denominator: int)
                                                   (5, 3, 2), (-5, 3, -2), (7, 7, 1)])
 def test_round_ratio_ties_to_even(n: int, d: int, expected: int) -> None:
     assert _round_ratio(n, d) == expected
+
+
+@given(
+    st.integers(0, 5000),
+    st.integers(-3000, 3000),
+    st.sampled_from([Fraction(1, 12800), Fraction(1, 15360), Fraction(1, 30), Fraction(1, 1000),
+                     Fraction(1, 90000), Fraction(1001, 30000)]),
+    st.sampled_from([Fraction(30), Fraction(25), Fraction(30000, 1001), Fraction(24),
+                     Fraction(1, 2)]),
+)
+def test_first_pts_at_is_the_smallest_timestamp_of_the_frame(
+    index: int, start: int, time_base: Fraction, rate: Fraction
+) -> None:
+    scale = time_base * rate
+    pts = _first_pts_at(index, start, scale)
+    assert round((pts - start) * scale) >= index
+    assert round((pts - 1 - start) * scale) < index

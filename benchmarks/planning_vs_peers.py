@@ -370,7 +370,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="do not apply the CPU reductions to the synthetic preset")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; 0 with --quick)")
     p.add_argument("--totals", type=int, nargs="+",
-                   help="total epochs of the hand-tuned grid (default: synthetic 6 12, tiny 2)")
+                   help="total epochs of the hand-tuned grid (default: synthetic 8 16, tiny 2)")
     p.add_argument("--max-trials", type=int, help="cap on search trials (default: budget only; "
                    "3 with --quick)")
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg, overrides = build_config(args)
     if args.totals is None:
-        defaults = {"synthetic": [6, 12], "tiny": [2]}
+        defaults = {"synthetic": [8, 16], "tiny": [2]}
         if cfg.name not in defaults:
             raise SystemExit(f"--totals is required for preset {cfg.name!r} (the grid's total "
                              "epochs, e.g. 30 60 120)")

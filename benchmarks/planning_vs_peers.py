@@ -11,8 +11,9 @@ For every seed, on the same data split and the same initial weights:
   the grid's pick, and its compute is the whole grid's.
 * **Optuna search**: TPE with a Hyperband pruner over the same schedule parameters (sampling,
   clip schedule, LR schedule, total epochs in the grid's range), the validation metric reported
-  after every epoch; it stops starting epochs once it has spent the training clip-frames the
-  extended-graph planning spent for that seed. Its pick is the best complete trial.
+  after every epoch; its budget is the training clip-frames the extended-graph planning spent
+  for that seed: an epoch that would exceed it is not started (its trial ends, cut), and the
+  search ends when no epoch fits any more. Its pick is the best complete trial.
 
 Selection always uses the internal validation split (the planning metric: the mean of top-1,
 top-3 and top-5 of one centre clip); only the picks are scored on the held-out test split (the
@@ -172,7 +173,9 @@ def run_search(trainer: Any, cfg: Any, seed: int, budget: int, totals: list[int]
     def used() -> int:
         return int(trainer.compute.clip_frames - before.clip_frames)
 
-    while used() < budget and (max_trials is None or len(trials) < max_trials):
+    cheapest = wl.epoch_cost(trainer, min(cfg.clip_lengths))
+    # Start trials while an epoch still fits; end when a trial cannot fit its first epoch.
+    while budget - used() >= cheapest and (max_trials is None or len(trials) < max_trials):
         trial = study.ask()
         sampling = trial.suggest_categorical("sampling", list(samplings))
         clip_s = trial.suggest_categorical("clip_schedule", list(clip_schedules))
@@ -208,6 +211,8 @@ def run_search(trainer: Any, cfg: Any, seed: int, budget: int, totals: list[int]
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         trials.append({"number": trial.number, "params": dict(trial.params), "epochs": done,
                        "state": "complete" if complete else state["stop"], "value": value})
+        if done == 0 and state["stop"] == "budget":
+            break
         if complete and (best is None or value > best["val_metric"]):
             best = {"val_metric": value, "sampling": sampling, "clip": epochs[-1][0],
                     "params": dict(trial.params), "number": trial.number,

@@ -17,9 +17,7 @@ given as ``plan(..., start_checkpoint="/models/r50.pt")``) is read in place and 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -27,7 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stageplan.storage import EdgeKey, StorageError, edge_label
+from stageplan.storage import EdgeKey, StorageError, written_checkpoint
+from stageplan.storage import edge_slug as _edge_slug
 
 __all__ = ["ArtifactCheckpoints", "DirectoryCheckpoints", "copy_into", "edge_slug"]
 
@@ -35,11 +34,8 @@ _TAR_SUFFIX = ".tar"
 
 
 def edge_slug(edge: EdgeKey) -> str:
-    """A file-name-safe, collision-resistant name for a transition."""
-    raw = f"{edge[0]}__{edge[1]}"
-    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", raw)[:60]
-    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
-    return f"{safe}-{digest}"
+    """A file-name-safe, collision-resistant name for a transition (60 characters of names)."""
+    return _edge_slug(edge, max_len=60)
 
 
 def _unique_name(edge: EdgeKey, epoch: int) -> str:
@@ -88,12 +84,7 @@ class DirectoryCheckpoints:
         return str(folder / _unique_name(edge, epoch))
 
     def store(self, edge: EdgeKey, epoch: int, path: str) -> str:
-        p = Path(path)
-        if not p.exists():
-            raise StorageError(
-                f"transition {edge_label(edge)}: the save callable for epoch {epoch} wrote "
-                f"nothing at {p}"
-            )
+        p = written_checkpoint(edge, epoch, path)
         resolved = p.resolve()
         try:
             return str(resolved.relative_to(self.root))
@@ -152,12 +143,7 @@ class ArtifactCheckpoints:
         return str(self._scratch() / _unique_name(edge, epoch))
 
     def store(self, edge: EdgeKey, epoch: int, path: str) -> str:
-        p = Path(path)
-        if not p.exists():
-            raise StorageError(
-                f"transition {edge_label(edge)}: the save callable for epoch {epoch} wrote "
-                f"nothing at {p}"
-            )
+        p = written_checkpoint(edge, epoch, path)
         artifact_id = p.name if p.parent == self._scratch() else _unique_name(edge, epoch)
         if p.is_dir():
             artifact_id += _TAR_SUFFIX

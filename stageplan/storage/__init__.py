@@ -17,7 +17,9 @@ from stageplan.storage._base import (
     best_incoming,
     describe_mismatch,
     edge_label,
+    edge_slug,
     pid_alive,
+    written_checkpoint,
 )
 from stageplan.storage._local import LocalStorage, atomic_write_json
 
@@ -34,5 +36,7 @@ __all__ = [
     "best_incoming",
     "describe_mismatch",
     "edge_label",
+    "edge_slug",
     "pid_alive",
+    "written_checkpoint",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
@@ -19,7 +22,9 @@ __all__ = [
     "TransitionRecord",
     "describe_mismatch",
     "edge_label",
+    "edge_slug",
     "pid_alive",
+    "written_checkpoint",
 ]
 
 EdgeKey = tuple[str, str]
@@ -77,6 +82,25 @@ def describe_mismatch(stored: Any, wanted: Any) -> str:
         else:
             parts.append(f"{key}: stored {a!r}, this run {b!r}")
     return "; ".join(parts)
+
+
+def edge_slug(edge: EdgeKey, *, max_len: int = 80) -> str:
+    """A file-name-safe, collision-resistant name for a transition."""
+    raw = f"{edge[0]}__{edge[1]}"
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", raw)[:max_len]
+    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
+    return f"{safe}-{digest}"
+
+
+def written_checkpoint(edge: EdgeKey, epoch: int, path: str) -> Path:
+    """``path`` as a Path, after checking that the trainer's save callable wrote something."""
+    p = Path(path)
+    if not p.exists():
+        raise StorageError(
+            f"transition {edge_label(edge)}: the save callable for epoch {epoch} wrote "
+            f"nothing at {p}"
+        )
+    return p
 
 
 def edge_label(edge: EdgeKey) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import time
@@ -23,7 +21,9 @@ from stageplan.storage._base import (
     TransitionRecord,
     describe_mismatch,
     edge_label,
+    edge_slug,
     pid_alive,
+    written_checkpoint,
 )
 
 __all__ = ["LocalStorage", "atomic_write_json"]
@@ -52,13 +52,6 @@ def _read_json(path: Path) -> Any:
         raise StorageError(
             f"{path} is not valid JSON ({exc}); it was not written by stageplan or was damaged"
         ) from exc
-
-
-def _edge_slug(edge: EdgeKey) -> str:
-    raw = f"{edge[0]}__{edge[1]}"
-    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", raw)[:80]
-    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
-    return f"{safe}-{digest}"
 
 
 class LocalStorage:
@@ -90,13 +83,13 @@ class LocalStorage:
 
     # -- paths ----------------------------------------------------------------------------
     def _record_path(self, edge: EdgeKey) -> Path:
-        return self.root / "transitions" / f"{_edge_slug(edge)}.json"
+        return self.root / "transitions" / f"{edge_slug(edge)}.json"
 
     def _lock_path(self, edge: EdgeKey) -> Path:
-        return self.root / "running" / f"{_edge_slug(edge)}.lock"
+        return self.root / "running" / f"{edge_slug(edge)}.lock"
 
     def _progress_path(self, edge: EdgeKey) -> Path:
-        return self.root / "running" / f"{_edge_slug(edge)}.progress.json"
+        return self.root / "running" / f"{edge_slug(edge)}.progress.json"
 
     # -- protocol -------------------------------------------------------------------------
     def open(self, graph: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -251,17 +244,12 @@ class LocalStorage:
             self._lock_path(edge).unlink(missing_ok=True)
 
     def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:
-        folder = self.root / "checkpoints" / _edge_slug(edge)
+        folder = self.root / "checkpoints" / edge_slug(edge)
         folder.mkdir(parents=True, exist_ok=True)
         return str(folder / f"epoch-{epoch:04d}")
 
     def store_checkpoint(self, edge: EdgeKey, epoch: int, path: str) -> str:
-        p = Path(path)
-        if not p.exists():
-            raise StorageError(
-                f"transition {edge_label(edge)}: the save callable for epoch {epoch} wrote "
-                f"nothing at {p}"
-            )
+        p = written_checkpoint(edge, epoch, path)
         return os.path.relpath(p.resolve(), self.root)
 
     def fetch_checkpoint(self, ref: str) -> str:

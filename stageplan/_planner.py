@@ -300,8 +300,9 @@ def _worker_loop(settings: _Settings, worker: str) -> None:
             progress = storage.claim(edge, worker=worker, stale_after=settings.stale_after)
             if progress is None:
                 continue
-            if edge in storage.records():  # finished by another worker meanwhile
-                storage.finish(storage.records()[edge], worker=worker)
+            finished = storage.records().get(edge)
+            if finished is not None:  # finished by another worker meanwhile: drop our claim
+                storage.finish(finished, worker=worker)
                 ran = True
                 break
             best = fr.best.get(edge[0])

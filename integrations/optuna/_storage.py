@@ -447,10 +447,12 @@ class OptunaStorage:
             backend.set_study_user_attr(study_id, S_GRAPH, wanted_graph)
             backend.set_study_user_attr(study_id, S_META, wanted_meta)
             backend.set_study_user_attr(study_id, S_VERSION, _VERSION)
-            backend.set_study_user_attr(study_id, S_FORMAT, _FORMAT)  # the marker, last
             self._study_id = study_id
             for source, target in wanted_graph.get("edges", []):
                 self._create_trial((source, target), takes_over=None)
+            # The marker goes last: other workers wait for it, so none of them sees a study
+            # whose first trials are still being enqueued (and makes duplicates of them).
+            backend.set_study_user_attr(study_id, S_FORMAT, _FORMAT)
             return
         self._study_id = study_id
         attrs = self._wait_for_header(study_id)
@@ -481,8 +483,10 @@ class OptunaStorage:
             if attrs.get(S_FORMAT) == _FORMAT:
                 return attrs
             ours_only = all(k.startswith(ATTR_PREFIX) for k in attrs)
-            n_trials = len(backend.get_all_trials(study_id, deepcopy=False))
-            being_made = ours_only and n_trials == 0 and S_FORMAT not in attrs
+            trials = backend.get_all_trials(study_id, deepcopy=False)
+            n_trials = len(trials)
+            ours_only = ours_only and all(T_EDGE in t.user_attrs for t in trials)
+            being_made = ours_only and S_FORMAT not in attrs
             if not being_made or time.monotonic() > deadline:
                 raise StorageError(
                     f"study {self.study_name!r} in {self.label} is not a stageplan study (it has "

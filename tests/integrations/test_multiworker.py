@@ -128,7 +128,15 @@ def _check(run: dict[str, Any], store: OptunaStorage, reference: Any) -> None:
         assert len(complete) == 1, f"{edge}: {[t.state for t in ts]}"
         others = [t for t in ts if t.state != TrialState.COMPLETE]
         if edge == run["killed_edge"]:
-            assert [t.state for t in others] == [TrialState.FAIL]
+            assert [t.state for t in others] == [TrialState.FAIL], [
+                (
+                    t.number,
+                    t.state.name,
+                    t.user_attrs.get("stageplan:takes_over"),
+                    t.user_attrs.get("stageplan:taken_over_by"),
+                )
+                for t in ts
+            ]
             assert others[0].user_attrs["stageplan:taken_over_by"]
             assert complete[0].user_attrs["stageplan:takes_over"] == others[0].number
         else:

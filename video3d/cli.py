@@ -136,11 +136,19 @@ def _fmt_acc(result: dict[str, float] | None) -> str:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from video3d.trainer import close_distributed, init_distributed
+
+    ctx = init_distributed()
+    code = _plan_job(args, ctx)
+    close_distributed()  # on success only: a barrier after one rank failed could hang
+    return code
+
+
+def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
     from stageplan import StorageMismatchError
-    from video3d.trainer import init_distributed, run_planning
+    from video3d.trainer import run_planning
 
     started = time.monotonic()
-    ctx = init_distributed()
     stream = None if args.quiet or not ctx.is_main else sys.stderr
     cfg = _config(args)
     if args.workers < 1:

@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "FollowerTrial": "_ddp",
     "LeaderTrial": "_ddp",
     "dist_context": "_ddp",
+    "close_distributed": "_ddp",
     "init_distributed": "_ddp",
     "JobResult": "_job",
     "graph_for": "_job",
@@ -84,6 +85,7 @@ __all__ = [
     "get_preset",
     "graph_for",
     "hand_tuned_plan",
+    "close_distributed",
     "init_distributed",
     "list_presets",
     "load_checkpoint_file",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:
         DistContext,
         FollowerTrial,
         LeaderTrial,
+        close_distributed,
         dist_context,
         init_distributed,
     )

@@ -79,6 +79,19 @@ def init_distributed(backend: str | None = None) -> DistContext:
     return ctx
 
 
+def close_distributed() -> None:
+    """Leave the process group cleanly (no-op when none was joined).
+
+    Without this, gloo's threads can still be running at interpreter exit and the process
+    aborts ("terminate called without an active exception") after its work is done.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 _STOP = -1
 
 

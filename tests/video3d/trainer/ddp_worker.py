@@ -12,6 +12,7 @@ from pathlib import Path
 from stageplan import plan
 from video3d.trainer import (
     VideoTrainer,
+    close_distributed,
     get_preset,
     graph_for,
     init_distributed,
@@ -40,6 +41,7 @@ def main() -> None:
         extra = {}
     (out / f"rank{ctx.rank}.json").write_text(json.dumps(
         {"epochs": trainer.epochs_run, "saves": trainer.saves, **extra}))
+    close_distributed()
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def frontier(
     order = {(a.name, b.name): i for i, (a, b) in enumerate(graph.edges)}
     out = Frontier()
     alive: dict[str, bool] = {graph.start.name: True}  # settled states only
+    path_epochs: dict[str, int] = {graph.start.name: 0}  # epochs of each settled best path
     for state in graph.topological_order():
         if state == graph.start:
             continue
@@ -93,8 +94,12 @@ def frontier(
         finished = [records[e] for e in incoming if e in records]
         never = [e for e in incoming if e not in records and alive.get(e[0]) is False]
         if len(finished) + len(never) == len(incoming):
-            best = best_incoming(finished, order, sign)
+            best = best_incoming(finished, order, sign, path_epochs)
             out.best[state.name] = best
+            if best is not None:  # ties between equal values went to the cheaper path
+                path_epochs[state.name] = path_epochs.get(best.source, 0) + int(
+                    best.checkpoint_epoch or 0
+                )
             alive[state.name] = best is not None
     for a, b in graph.edges:
         key = (a.name, b.name)
@@ -344,7 +349,8 @@ def build_plan(
 ) -> Plan:
     """Backtrack the best path from the best final state through each state's best predecessor.
 
-    Ties between final states go to the one listed first in ``graph.finals``.
+    Ties between final states of exactly equal value go to the cheaper path (fewest epochs
+    from the start), then to the one listed first in ``graph.finals``.
     """
     fr = frontier(graph, records, mode=mode)
     sign = 1.0 if mode == "max" else -1.0
@@ -361,8 +367,18 @@ def build_plan(
             "no final state was reached, so there is no plan"
             + (f" ({len(failed)} transitions failed: {detail})" if failed else "")
         )
+
+    def path_epochs(r: TransitionRecord | None) -> int:
+        total = 0
+        while r is not None:
+            total += int(r.checkpoint_epoch or 0)
+            r = None if r.source == graph.start.name else fr.best.get(r.source)
+        return total
+
     best_final, rec = max(
-        candidates, key=lambda fr_: (sign * (fr_[1].value or 0.0), -graph.finals.index(fr_[0]))
+        candidates,
+        key=lambda fr_: (sign * (fr_[1].value or 0.0), -path_epochs(fr_[1]),
+                         -graph.finals.index(fr_[0])),
     )
     assert rec is not None
     stages: list[Stage] = []

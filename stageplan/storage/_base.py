@@ -298,18 +298,27 @@ class PlanStorage(Protocol):
 
 
 def best_incoming(
-    records: Sequence[TransitionRecord], edge_order: Mapping[EdgeKey, int], sign: float
+    records: Sequence[TransitionRecord],
+    edge_order: Mapping[EdgeKey, int],
+    sign: float,
+    path_epochs: Mapping[str, int] | None = None,
 ) -> TransitionRecord | None:
     """The best complete record among a state's incoming transitions.
 
-    Highest ``sign * value`` wins; ties go to the edge listed first in the graph.
+    Highest ``sign * value`` wins. Tie rule, among exactly equal values: the cheaper path
+    wins, i.e. the fewest epochs from the start through the record (``path_epochs[source]``,
+    the epochs of the source's own best path, plus the record's ``checkpoint_epoch``; without
+    ``path_epochs`` only the record's own epochs count); remaining ties go to the edge listed
+    first in the graph.
     """
     best: TransitionRecord | None = None
-    best_key: tuple[float, int] | None = None
+    best_key: tuple[float, int, int] | None = None
     for rec in records:
         if rec.status != "complete" or rec.value is None or not math.isfinite(rec.value):
             continue
-        key = (-sign * rec.value, edge_order[rec.edge])
+        before = 0 if path_epochs is None else int(path_epochs.get(rec.source, 0))
+        cost = before + int(rec.checkpoint_epoch or 0)
+        key = (-sign * rec.value, cost, edge_order[rec.edge])
         if best_key is None or key < best_key:
             best, best_key = rec, key
     return best

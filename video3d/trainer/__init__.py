@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "build_model_for": "_trainer",
     "check_model": "_trainer",
     "load_checkpoint_file": "_trainer",
+    "planning_metric": "_trainer",
     "topk_correct": "_trainer",
 }
 
@@ -92,6 +93,7 @@ __all__ = [
     "load_config_file",
     "load_data",
     "make_dataset",
+    "planning_metric",
     "plot_curves",
     "plot_graph",
     "rule_for",
@@ -142,6 +144,7 @@ if TYPE_CHECKING:
         build_model_for,
         check_model,
         load_checkpoint_file,
+        planning_metric,
         topk_correct,
     )
 

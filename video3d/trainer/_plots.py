@@ -148,7 +148,7 @@ def plot_graph(plan: Plan, path: str | Path) -> None:
         ax.set_title(f"sampling: {group}" if group else "transitions", fontsize=10)
         ax.axis("off")
     fig.suptitle(
-        f"every explored transition: value (mean top-1/3/5, internal val split), knee epoch of "
+        f"every explored transition: value (planning metric, internal val split), knee epoch of "
         f"epochs trained; red: the plan ({plan.total_epochs} epochs, value {plan.final_value:.3f})"
         if plan.final_value is not None else "explored transitions", fontsize=9,
     )

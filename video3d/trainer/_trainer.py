@@ -3,9 +3,9 @@
 :class:`VideoTrainer` is a transition function of the Trial protocol (``trainer(trial)``): it
 builds the model, loads ``trial.init_checkpoint`` (or starts from scratch / inflated 2D weights),
 creates a fresh SGD optimiser at the target state's learning rate and trains epoch by epoch,
-reporting the planning metric (mean of top-1, top-3 and top-5 on the internal validation split,
-one centre clip and crop) until the knee rule stops it. Epoch 0 is the starting weights evaluated
-under the new state's settings (0 for untrained weights).
+reporting the planning metric (mean of top-1/3/5 over the k < classes, internal validation
+split, one centre clip and crop) until the knee rule stops it. Epoch 0 is the starting weights
+evaluated under the new state's settings (0 for untrained weights).
 
 It also retrains a fixed schedule (:meth:`VideoTrainer.train_schedule`, e.g. a replayed plan or a
 hand-tuned baseline) and runs the final protocol (:meth:`VideoTrainer.final_evaluate`: 10 clips
@@ -37,6 +37,7 @@ __all__ = [
     "build_model_for",
     "check_model",
     "load_checkpoint_file",
+    "planning_metric",
     "topk_correct",
 ]
 
@@ -93,6 +94,26 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) 
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hit = top == labels.view(-1, 1)
     return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
+
+
+#: The top-k accuracies the planning metric may average.
+PLANNING_KS: tuple[int, ...] = (1, 3, 5)
+
+
+def planning_metric(top: dict[str, float], num_classes: int) -> float:
+    """Mean of ``top["top{k}"]`` over k in (1, 3, 5) with ``k < num_classes``.
+
+    Top-k with ``k >= num_classes`` is 1 for every model, so it is left out (top-1 always
+    counts): 2 or 3 classes use top-1 alone, 4 or 5 classes top-1 and top-3, more all three.
+
+    Example:
+        >>> planning_metric({"top1": 0.5, "top3": 0.9, "top5": 1.0}, 4)
+        0.7
+        >>> planning_metric({"top1": 0.5, "top3": 1.0, "top5": 1.0}, 3)
+        0.5
+    """
+    ks = [k for k in PLANNING_KS if k == 1 or k < num_classes]
+    return sum(top[f"top{k}"] for k in ks) / len(ks)
 
 
 def _edge_seed(seed: int, key: str) -> int:
@@ -390,7 +411,9 @@ class VideoTrainer:
     ) -> dict[str, float]:
         """Planning metric: one centre clip and crop per video of the internal validation split.
 
-        Returns ``top1``, ``top3``, ``top5`` (fractions) and ``metric`` (their mean).
+        Returns ``top1``, ``top3``, ``top5`` (fractions) and ``metric``: the mean of the top-k
+        among k = 1, 3, 5 with k smaller than the class count (:func:`planning_metric`), so a
+        top-k that is 1 by construction never flattens the metric of a few-class task.
         """
         import torch
         from torch.utils.data import DataLoader, Subset
@@ -415,7 +438,7 @@ class VideoTrainer:
         c1, c3, c5, n = self._sum(counts)
         n = max(n, 1.0)
         top = {"top1": c1 / n, "top3": c3 / n, "top5": c5 / n}
-        return {**top, "metric": (top["top1"] + top["top3"] + top["top5"]) / 3}
+        return {**top, "metric": planning_metric(top, self.data.num_classes)}
 
     def final_evaluate(
         self, model: nn.Module, sampling: str, clip_length: int,

@@ -93,7 +93,7 @@ def test_evaluate_and_final_protocol(trainer: VideoTrainer) -> None:
     model = trainer.new_model()
     val = trainer.evaluate(model, "consecutive", 4)
     assert val["top1"] <= val["top3"] <= val["top5"] == 1.0  # 2 classes
-    assert val["metric"] == pytest.approx((val["top1"] + val["top3"] + val["top5"]) / 3)
+    assert val["metric"] == val["top1"]  # 2 classes: top-3 and top-5 are 1 by construction
     test = trainer.final_evaluate(model, "consecutive", 4)
     assert test["videos"] == len(trainer.data.test) and 0 <= test["top1"] <= test["top5"] == 1
 
@@ -110,3 +110,12 @@ def test_train_schedule_runs_every_stage(trainer: VideoTrainer) -> None:
     plan = hand_tuned_plan(trainer.config, 3, "uniform")
     model = trainer.train_schedule(plan, name="t")
     assert isinstance(model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("classes, expected", [(2, 0.5), (3, 0.5), (4, 0.7), (5, 0.7),
+                                               (6, 0.8), (400, 0.8)])
+def test_planning_metric_uses_top_k_below_the_class_count(classes: int, expected: float) -> None:
+    from video3d.trainer import planning_metric
+
+    top = {"top1": 0.5, "top3": 0.9, "top5": 1.0}
+    assert planning_metric(top, classes) == pytest.approx(expected)

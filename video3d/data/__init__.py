@@ -46,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "VideoInfo": "decoding",
     "VideoReader": "decoding",
     "probe_video": "decoding",
+    "clear_keyframe_cache": "decoding",
+    # optional decoders and reader reuse
+    "TorchCodecReader": "_torchcodec",
+    "torchcodec_status": "_torchcodec",
     # indexes
     "IndexReport": "indexes",
     "VideoEntry": "indexes",
@@ -87,8 +91,10 @@ __all__ = [
     "VideoIndex",
     "VideoInfo",
     "VideoReader",
+    "TorchCodecReader",
     "average_video_scores",
     "build_index",
+    "clear_keyframe_cache",
     "consecutive_clip",
     "consecutive_clips",
     "flip_allowed",
@@ -100,14 +106,21 @@ __all__ = [
     "read_ucf101",
     "read_video_list",
     "split_train_val",
+    "torchcodec_status",
     "uniform_clip",
     "uniform_clips",
     "write_video_list",
 ]
 
 if TYPE_CHECKING:
+    from video3d.data._torchcodec import TorchCodecReader, torchcodec_status
     from video3d.data.datasets import VideoClipDataset, average_video_scores
-    from video3d.data.decoding import VideoInfo, VideoReader, probe_video
+    from video3d.data.decoding import (
+        VideoInfo,
+        VideoReader,
+        clear_keyframe_cache,
+        probe_video,
+    )
     from video3d.data.errors import IndexFormatError, UnknownClassError, VideoDecodeError
     from video3d.data.indexes import (
         IndexReport,

@@ -22,6 +22,12 @@ redone without skipping. AVI decodes its lead-in in full (its demuxer guesses ti
 Opening probes the stream from its first keyframe only (H.264 probing otherwise decodes 7 or
 more frames), which is about 6x cheaper; ``skip_lead_in=False, fast_open=False`` turn both off.
 
+Keyframe index: a sparse read (uniform sampling) splits where a keyframe lets a seek skip
+decoding; the keyframe positions come from one demux pass over the file (no decoding), which
+is kept per file in a process-wide cache (:func:`clear_keyframe_cache`), keyed by the file's
+path, size and modification time and the reader's frame rate and start, so a loader worker
+that meets a file again (a later epoch, another clip of it) does not demux it again.
+
 Frame counts: MP4 headers are trusted; WebM/VP9 reports 0 frames and AVI headers can over-count,
 so for those containers (or with ``count_frames="decode"``) the frames are counted by decoding
 the video once. A dataset index stores the counted value and passes it back as ``num_frames``.
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -55,7 +62,7 @@ from video3d.data.errors import VideoDecodeError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CountMode", "VideoInfo", "VideoReader", "probe_video"]
+__all__ = ["CountMode", "VideoInfo", "VideoReader", "clear_keyframe_cache", "probe_video"]
 
 CountMode = Literal["auto", "decode", "header"]
 _COUNT_MODES = ("auto", "decode", "header")
@@ -73,6 +80,16 @@ _FAST_OPEN_OPTIONS = {"skip_frame": "nonkey"}
 _SEEK_RETRIES = 4
 _MIN_SKIP = 8  # frames of decoding a second seek must save to be worth it
 _LEAD_IN_FAILED = -2  # a run with skipped lead-in frames lost a wanted frame: redo it in full
+# Keyframe indices per file: (path, size, mtime_ns, rate, start_pts) -> sorted frame indices.
+_KEYFRAME_CACHE: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+_KEYFRAME_CACHE_SIZE = 100_000  # files; ~100 bytes each for 10-second clips
+
+
+def clear_keyframe_cache() -> int:
+    """Empties this process's keyframe-index cache; returns how many files it held."""
+    count = len(_KEYFRAME_CACHE)
+    _KEYFRAME_CACHE.clear()
+    return count
 
 
 @dataclass(frozen=True)
@@ -446,9 +463,24 @@ class VideoReader:
         cuts = np.flatnonzero(skip >= _MIN_SKIP) + 1
         return np.split(unique, cuts)
 
+    def _keyframe_key(self) -> tuple[Any, ...] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (os.path.abspath(self.path), stat.st_size, stat.st_mtime_ns, self._rate,
+                self._start_pts)
+
     def _keyframe_indices(self) -> np.ndarray:
-        """Frame indices of the keyframes, from one demux pass (no decoding), cached."""
+        """Frame indices of the keyframes, from one demux pass (no decoding), cached per
+        reader and per file (see the module doc)."""
         if self._keyframes is None:
+            key = self._keyframe_key()
+            cached = _KEYFRAME_CACHE.get(key) if key is not None else None
+            if cached is not None:
+                _KEYFRAME_CACHE.move_to_end(key)
+                self._keyframes = cached
+                return cached
             found = []
             try:
                 self._container.seek(self._start_pts, stream=self._stream, backward=True)
@@ -459,7 +491,13 @@ class VideoReader:
                             found.append(index)
             except Exception:  # noqa: BLE001 - an unreadable index only costs speed
                 found = []
+                key = None  # not cached: the next reader tries again
             self._keyframes = np.unique(np.asarray(found, dtype=np.int64))
+            self._keyframes.setflags(write=False)  # shared through the cache
+            if key is not None:
+                _KEYFRAME_CACHE[key] = self._keyframes
+                while len(_KEYFRAME_CACHE) > _KEYFRAME_CACHE_SIZE:
+                    _KEYFRAME_CACHE.popitem(last=False)
         return self._keyframes
 
     def _decode_group(

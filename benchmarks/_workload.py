@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -236,30 +235,7 @@ def train_epochs(
     before_epoch: Callable[[int, int], bool] | None = None,
     after_epoch: Callable[[int, nn.Module, int], bool] | None = None,
 ) -> tuple[nn.Module, int]:
-    """Train a fresh model through ``epochs`` (``(clip, lr)`` per epoch) with one optimiser.
-
-    ``before_epoch(index, clip)`` and ``after_epoch(index, model, clip)`` may return ``False``
-    to stop. Returns the model and the number of epochs trained.
-    """
-    model = trainer.new_model()
-    if trainer.config.pretrained_2d:
-        trainer.load_pretrained_2d(model)
-    wrapped = trainer.wrap(model)
-    seed = (zlib.crc32(key.encode()) ^ trainer.config.seed) & 0x7FFFFFFF
-    optimizer = trainer.new_optimizer(model, epochs[0][1] if epochs else 0.1)
-    current: int | None = None
-    done = 0
-    for index, (clip, lr) in enumerate(epochs):
-        if before_epoch is not None and not before_epoch(index, clip):
-            break
-        if clip != current:
-            trainer.set_bn_mode(model, clip)
-            current = clip
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        trainer.train_epoch(model, wrapped, optimizer, sampling, clip, seed=seed,
-                            epoch=index + 1, desc=f"  {key} epoch {index + 1}/{len(epochs)}")
-        done += 1
-        if after_epoch is not None and not after_epoch(index, model, clip):
-            break
-    return model, done
+    """Train a fresh model through ``epochs`` with one optimiser
+    (:meth:`video3d.trainer.VideoTrainer.train_epochs`)."""
+    return trainer.train_epochs(sampling, epochs, key=key, before_epoch=before_epoch,
+                                after_epoch=after_epoch)

@@ -8,8 +8,9 @@
   :func:`load_config_file` (JSON or TOML overrides).
 * :func:`load_data`: resolve and check an index directory (generating the synthetic dataset on
   first use).
-* :func:`run_planning`: the whole job (plan, pictures, test accuracy, hand-tuned comparison);
-  :func:`hand_tuned_plan`, :func:`graph_for`, :func:`rule_for`.
+* :func:`run_planning`: the whole job (plan, pictures, test accuracy, comparison with a
+  val-selected hand-tuned grid and a cosine default: :func:`baseline_schedules`,
+  :func:`run_baselines`); :func:`hand_tuned_plan`, :func:`graph_for`, :func:`rule_for`.
 * :func:`plot_graph`, :func:`plot_curves` (matplotlib optional).
 
 Nothing heavy is imported until used.
@@ -47,7 +48,12 @@ _EXPORTS: dict[str, str] = {
     "dist_context": "_ddp",
     "close_distributed": "_ddp",
     "init_distributed": "_ddp",
+    "DEFAULT_BASELINE": "_job",
+    "HAND_TUNED_GRID": "_job",
     "JobResult": "_job",
+    "baseline_schedules": "_job",
+    "run_baselines": "_job",
+    "schedule_plan": "_job",
     "graph_for": "_job",
     "hand_tuned_plan": "_job",
     "rule_for": "_job",
@@ -68,17 +74,20 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "CachedClipDataset",
     "ConfigError",
+    "DEFAULT_BASELINE",
     "DataBundle",
     "DataError",
     "DistContext",
     "FollowerTrial",
     "FrameCache",
+    "HAND_TUNED_GRID",
     "JobResult",
     "LeaderTrial",
     "PRESETS",
     "ProgressBar",
     "TrainConfig",
     "VideoTrainer",
+    "baseline_schedules",
     "build_model_for",
     "check_model",
     "default_data_dir",
@@ -97,8 +106,10 @@ __all__ = [
     "plot_curves",
     "plot_graph",
     "rule_for",
+    "run_baselines",
     "run_planning",
     "save_pictures",
+    "schedule_plan",
     "test_plan_checkpoint",
     "topk_correct",
 ]
@@ -130,11 +141,16 @@ if TYPE_CHECKING:
         init_distributed,
     )
     from video3d.trainer._job import (
+        DEFAULT_BASELINE,
+        HAND_TUNED_GRID,
         JobResult,
+        baseline_schedules,
         graph_for,
         hand_tuned_plan,
         rule_for,
+        run_baselines,
         run_planning,
+        schedule_plan,
         test_plan_checkpoint,
     )
     from video3d.trainer._plots import plot_curves, plot_graph, save_pictures

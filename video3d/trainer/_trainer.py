@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from video3d.trainer._config import ConfigError, TrainConfig
@@ -487,6 +487,45 @@ class VideoTrainer:
                 "videos": float(len(videos))}
 
     # -- fixed schedules ---------------------------------------------------------------------
+    def train_epochs(
+        self,
+        sampling: str,
+        epochs: Sequence[tuple[int, float]],
+        *,
+        key: str,
+        before_epoch: Callable[[int, int], bool] | None = None,
+        after_epoch: Callable[[int, nn.Module, int], bool] | None = None,
+    ) -> tuple[nn.Module, int]:
+        """Train a fresh model through ``epochs`` (``(clip, lr)`` per epoch) with one optimiser.
+
+        This is how a hand-written schedule is trained: one SGD optimiser whose LR is set per
+        epoch (momentum carries over clip and LR changes). ``before_epoch(index, clip)`` and
+        ``after_epoch(index, model, clip)`` may return ``False`` to stop. Returns the model and
+        the number of epochs trained.
+        """
+        model = self.new_model()
+        if self.config.pretrained_2d:
+            self.load_pretrained_2d(model)
+        wrapped = self.wrap(model)
+        seed = _edge_seed(self.config.seed, key)
+        optimizer = self.new_optimizer(model, epochs[0][1] if epochs else 0.1)
+        current: int | None = None
+        done = 0
+        for index, (clip, lr) in enumerate(epochs):
+            if before_epoch is not None and not before_epoch(index, clip):
+                break
+            if clip != current:
+                self.set_bn_mode(model, clip)
+                current = clip
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            self.train_epoch(model, wrapped, optimizer, sampling, clip, seed=seed,
+                             epoch=index + 1, desc=f"  {key} epoch {index + 1}/{len(epochs)}")
+            done += 1
+            if after_epoch is not None and not after_epoch(index, model, clip):
+                break
+        return model, done
+
     def train_schedule(
         self, stages: Plan, *, name: str = "schedule", seed_key: str | None = None
     ) -> nn.Module:

@@ -5,6 +5,10 @@ Sub-commands:
     ``stageplan show PLAN``: print a plan's stages and explored transitions.
     ``stageplan plan`` (alias ``worker``): plan with a transition function ``module:function``
     against a storage; start it on several machines with one shared storage to spread the work.
+
+Expected failures (a bad graph file or function, a storage error, a plan with no reachable
+final state, an unwritable output) end with one ``stageplan <command>: error: ...`` line and
+exit status 2, naming where the details were recorded; Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from stageplan.knee import KneeRule
 from stageplan.storage import StorageError
 
 __all__ = ["main", "load_graph", "load_function"]
+
+
+PLAN_COMMANDS = ("plan", "worker")
 
 
 class CliError(Exception):
@@ -138,7 +145,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             stale_after=args.stale_after,
             progress=not args.quiet,
         )
-    except (StorageError, PlanningError) as exc:
+    except PlanningError as exc:
+        raise CliError(
+            f"{exc}. Every transition's record, a failed one's with its traceback, is in the "
+            f"storage {args.storage}"
+        ) from exc
+    except (StorageError, ValueError) as exc:  # ValueError: plan()'s checks of the options
         raise CliError(str(exc)) from exc
     print(result.summary())
     if args.out:
@@ -165,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the schedule as JSON columns")
     s.set_defaults(func=_cmd_show)
 
-    for name in ("plan", "worker"):
+    for name in PLAN_COMMANDS:
         p = sub.add_parser(
             name,
             help="plan (or join a plan as a worker) with a transition function",
@@ -190,9 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except CliError as exc:
-        print(f"stageplan {args.command}: error: {exc}", file=sys.stderr)
+    except (CliError, OSError) as exc:  # OSError: an unreadable or unwritable file
+        message = " ".join(str(exc).split())  # one line
+        print(f"stageplan {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = "; run the same command again to resume" if args.command in PLAN_COMMANDS else ""
+        print(f"\nstageplan {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
     return code
 
 

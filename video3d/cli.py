@@ -11,9 +11,12 @@ Commands::
     video3d presets                             # list the presets
 
 Bad input (a missing dataset, an index whose classes disagree, an unknown preset or config key,
-a clip length the model cannot take) ends with one ``video3d: error: ...`` line and exit
-status 2 before any training. An interrupted ``video3d plan`` resumes when run again with the
-same arguments: finished transitions are not re-run.
+a clip length the model cannot take, more unreadable videos than ``max_bad_video_share``
+allows) ends with one ``video3d: error: ...`` line and exit status 2 before any training. So
+do the expected failures after it starts (a plan with no reachable final state, a storage
+error, an unreadable file): the line says where the details were recorded. An interrupted
+``video3d plan`` resumes when run again with the same arguments: finished transitions are not
+re-run.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class UsageError(Exception):
 
 
 def _fail(message: str) -> int:
-    print(f"video3d: error: {message}", file=sys.stderr)
+    print(f"video3d: error: {' '.join(message.split())}", file=sys.stderr)  # one line
     return 2
 
 
@@ -145,7 +148,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
-    from stageplan import StorageMismatchError
+    from stageplan import PlanningError, StorageError, StorageMismatchError
     from video3d.trainer import run_planning
 
     started = time.monotonic()
@@ -171,6 +174,13 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
         )
     except StorageMismatchError as exc:
         raise UsageError(f"{exc} (use another --out or --storage)") from None
+    except StorageError as exc:
+        raise UsageError(f"plan storage {args.storage or out / 'storage'}: {exc}") from None
+    except PlanningError as exc:
+        raise UsageError(
+            f"{exc}. Every transition's record, a failed one's with its traceback, is in the "
+            f"plan storage {args.storage or out / 'storage'}"
+        ) from None
     if job is None:
         return 0
     print(job.plan.summary())
@@ -192,6 +202,10 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
                   f"{table['epochs']}): {_fmt_acc(job.baseline)}")
     else:
         print("no test list: test accuracy skipped")
+    bad = job.bad_videos or {}
+    if bad.get("count"):
+        print(f"unreadable videos left out or replaced: {bad['count']} "
+              f"({100 * bad['share']:.1f}% of the listed videos; each named in results.json)")
     print(f"plan: {out / 'plan.json'}" + (f"; pictures: {', '.join(job.pictures)}"
                                            if job.pictures else ""))
     print(f"wall time {time.monotonic() - started:.0f} s")
@@ -375,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
+        return _fail(str(exc))
+    except RuntimeError as exc:  # expected: every video drawn for a training item unreadable
+        datasets = sys.modules.get("video3d.data.datasets")  # loaded if a dataset was built
+        if datasets is None or not isinstance(exc, datasets.UnreadableVideosError):
+            raise
+        return _fail(str(exc))
+    except OSError as exc:  # an unreadable video met after the probe, an unwritable output
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("\nvideo3d: interrupted; run the same command again to resume", file=sys.stderr)

@@ -10,14 +10,18 @@ Modes:
 * ``"train"``: one randomly placed clip, random scale/crop/flip; item ``(clip, label)`` with
   ``clip`` ``float32 [C, T, H, W]``. Randomness is a pure function of ``(seed, epoch, index)``
   (call :meth:`~VideoClipDataset.set_epoch` each epoch), so results do not depend on the
-  number of workers. A video that fails to decode is logged and replaced by another one drawn
-  at random (at most ``max_retries`` in a row; then :class:`RuntimeError`); failures are
+  number of workers. A video that fails to decode is recorded in the dataset's
+  :class:`BadVideoLog` (one warning naming the file and the decoder's error, the first time)
+  and replaced by another one drawn at random (at most ``max_retries`` in a row; then
+  :class:`UnreadableVideosError`); a video the log already holds is not opened again. Failures are
   counted in :attr:`~VideoClipDataset.num_failures` (per process).
 * ``"val"`` (planning evaluation): one centre clip, one centre crop; item ``(clip, label)``.
 * ``"test"`` (final protocol): ``num_clips`` (10) clips x ``num_crops`` (3) crops per video;
   one item per (video, clip): ``(views, label, video_index)`` with ``views``
   ``float32 [num_crops, C, T, H, W]``; :func:`average_video_scores` averages per video.
-  Decoding errors in ``"val"``/``"test"`` raise: an evaluation must not change its videos.
+  Decoding errors in ``"val"``/``"test"`` are recorded in the log, then raised: an evaluation
+  must not change its videos (the trainer probes and leaves out unreadable videos before it
+  starts, see :func:`video3d.trainer.load_data`).
 
 For train and val the crop box is computed from the frame size before decoding and handed to
 the decoder, so only the crop is colour-converted and resized (see :mod:`.transforms`).
@@ -34,7 +38,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -53,11 +62,107 @@ from video3d.data.samplers import (
 )
 from video3d.data.transforms import EvalTransform, TrainTransform
 
-__all__ = ["DatasetMode", "VideoClipDataset", "average_video_scores"]
+__all__ = [
+    "BadVideoLog",
+    "DatasetMode",
+    "UnreadableVideosError",
+    "VideoClipDataset",
+    "average_video_scores",
+]
 
 _logger = logging.getLogger(__name__)
 DatasetMode = Literal["train", "val", "test"]
 _MODES = ("train", "val", "test")
+
+
+class UnreadableVideosError(RuntimeError):
+    """Every video drawn for one training item, replacements included, was unreadable."""
+
+
+def _remove_if_owner(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # never from a forked loader worker holding a copy
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+class BadVideoLog:
+    """The unreadable videos of a run: each file once, with the decoder's error.
+
+    Datasets record here every video they fail to decode, so that a video is reported once
+    (the first :meth:`record` returns ``True``, and the caller warns) however often it is
+    drawn, and a run can count its bad videos at the end. With a ``file`` (one JSON line per
+    video), records made in DataLoader worker processes reach the process that reads
+    :attr:`errors`; without one the log lives in memory (per process).
+
+    Example:
+        >>> log = BadVideoLog()
+        >>> log.record("a.mp4", "cannot open as a video"), log.record("a.mp4", "again")
+        (True, False)
+        >>> "a.mp4" in log, len(log), log.errors
+        (True, 1, {'a.mp4': 'cannot open as a video'})
+    """
+
+    def __init__(self, file: str | os.PathLike[str] | None = None) -> None:
+        self.file = None if file is None else os.fspath(file)
+        self._errors: dict[str, str] = {}
+
+    @classmethod
+    def temporary(cls) -> BadVideoLog:
+        """A log kept in a new temporary file, removed when this object is collected."""
+        fd, path = tempfile.mkstemp(prefix="video3d-bad-videos-", suffix=".jsonl")
+        os.close(fd)
+        log = cls(path)
+        weakref.finalize(log, _remove_if_owner, path, os.getpid())
+        return log
+
+    def _read_file(self) -> None:
+        if self.file is None:
+            return
+        try:
+            with open(self.file, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                path, reason = json.loads(line)
+            except (ValueError, TypeError):
+                continue  # a line another process is still writing
+            self._errors.setdefault(str(path), str(reason))
+
+    def record(self, path: str, reason: str) -> bool:
+        """Records ``path`` as unreadable; ``True`` the first time it is recorded."""
+        if path in self._errors:
+            return False
+        self._read_file()
+        if path in self._errors:
+            return False
+        self._errors[path] = reason
+        if self.file is not None:
+            with open(self.file, "a", encoding="utf-8") as f:
+                f.write(json.dumps([path, reason]) + "\n")
+        return True
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Every recorded video: path -> the decoder's error (records of all processes)."""
+        self._read_file()
+        return dict(self._errors)
+
+    def __contains__(self, path: object) -> bool:
+        """Whether this process knows ``path`` as unreadable (no file read: cheap per item)."""
+        return path in self._errors
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def __repr__(self) -> str:
+        return f"BadVideoLog({len(self)} videos, file={self.file!r})"
+
+
+def decode_failure_reason(exc: BaseException) -> str:
+    """The decoder's message of a failure, without the file name a VideoDecodeError prefixes."""
+    return exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
 
 
 class VideoClipDataset(Dataset[Any]):
@@ -80,6 +185,8 @@ class VideoClipDataset(Dataset[Any]):
         seed: Seed of all training randomness.
         max_retries: Replacement attempts after a training decode failure.
         threads: Decoder threads per reader.
+        bad_videos: Where unreadable videos are recorded (and known ones skipped); default:
+            a new in-memory log of this dataset.
     """
 
     def __init__(
@@ -97,6 +204,7 @@ class VideoClipDataset(Dataset[Any]):
         seed: int = 0,
         max_retries: int = 10,
         threads: int = 1,
+        bad_videos: BadVideoLog | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -128,6 +236,7 @@ class VideoClipDataset(Dataset[Any]):
         self.epoch = 0
         self.num_failures = 0
         self.failed_paths: list[str] = []
+        self.bad_videos = bad_videos if bad_videos is not None else BadVideoLog()
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch that, with the seed and the index, determines training draws."""
@@ -144,7 +253,13 @@ class VideoClipDataset(Dataset[Any]):
             return self._train_item(index)
         video, clip = divmod(index, self.num_clips)
         entry = self.entries[video]
-        views = self._eval_views(entry, clip)
+        try:
+            views = self._eval_views(entry, clip)
+        except VideoDecodeError as exc:
+            if self.bad_videos.record(entry.path, decode_failure_reason(exc)):
+                _logger.warning("unreadable video %s: %s; the %s evaluation cannot go on",
+                                entry.path, decode_failure_reason(exc), self.mode)
+            raise
         if self.mode == "val":
             return views, entry.label
         return views, entry.label, video
@@ -155,17 +270,22 @@ class VideoClipDataset(Dataset[Any]):
         for attempt in range(self.max_retries + 1):
             rng = np.random.default_rng([self.seed, self.epoch, index, attempt])
             entry = self.entries[candidate]
-            try:
-                return self._train_clip(entry, rng), entry.label
-            except (VideoDecodeError, ValueError) as exc:
-                self.num_failures += 1
-                self.failed_paths.append(entry.path)
-                _logger.warning(
-                    "skipping %s (%s); replacing it with another video (failure %d)",
-                    entry.path, exc, self.num_failures,
-                )
-                candidate = int(rng.integers(len(self.entries)))
-        raise RuntimeError(
+            if entry.path not in self.bad_videos:
+                try:
+                    return self._train_clip(entry, rng), entry.label
+                except (VideoDecodeError, ValueError) as exc:
+                    reason = decode_failure_reason(exc)
+                    if self.bad_videos.record(entry.path, reason):
+                        _logger.warning(
+                            "unreadable video %s: %s; skipping it, replacing it with another "
+                            "video", entry.path, reason,
+                        )
+            self.num_failures += 1
+            self.failed_paths.append(entry.path)
+            # Its own stream: the draw does not depend on how far the failed decode got.
+            redraw = np.random.default_rng([self.seed, self.epoch, index, attempt, 1])
+            candidate = int(redraw.integers(len(self.entries)))
+        raise UnreadableVideosError(
             f"{self.max_retries + 1} videos in a row failed to decode for item {index}; "
             f"last: {self.failed_paths[-1]}"
         )

@@ -64,6 +64,10 @@ class TrainConfig:
         max_epochs: Epoch cap of one transition.
         val_size: Internal validation split (videos, or a fraction of the training list).
         cache_videos: Decode every video once and keep the frames in memory (small sets).
+        max_bad_video_share: The largest share of a split's videos (training, validation or
+            test) that may be unreadable: those are left out with a warning each, and above
+            this share the run stops before training (see :func:`video3d.trainer.load_data`).
+            Default 0.01 (1%); 0 stops at the first unreadable video.
         num_workers: DataLoader workers (uncached data only).
         threads: torch intra-op threads (``None``: leave torch's default).
         seed: Seed of the split, the weights and every training draw.
@@ -101,6 +105,7 @@ class TrainConfig:
     max_epochs: int = 300
     val_size: float | int = 0.1
     cache_videos: bool = False
+    max_bad_video_share: float = 0.01
     num_workers: int = 4
     threads: int | None = None
     seed: int = 0
@@ -236,6 +241,8 @@ def _validate(cfg: TrainConfig) -> None:
     need((_is_int(vs) and vs >= 1) or (isinstance(vs, float) and 0 < vs < 1), "val_size",
          "a video count >= 1 or a fraction in (0, 1)")
     need(isinstance(cfg.cache_videos, bool), "cache_videos", "true or false")
+    need(_is_number(cfg.max_bad_video_share) and 0 <= cfg.max_bad_video_share < 1,
+         "max_bad_video_share", "a fraction in [0, 1)")
     need(isinstance(cfg.flip, bool), "flip", "true or false")
     need(isinstance(cfg.extended, bool), "extended", "true or false")
     need(cfg.threads is None or (_is_int(cfg.threads) and cfg.threads >= 1), "threads",
@@ -290,6 +297,8 @@ PRESETS: dict[str, TrainConfig] = {
         crop_size=32, short_side=(32, 36), eval_short_side=32, test_short_side=32,
         test_clips=2, test_crops=3, batch_size=8, device_batch=8, knee_delay=2, max_epochs=3,
         val_size=6, cache_videos=True, num_workers=0, threads=1, seed=0,
+        # 24 videos: one unreadable file is 1/14 of the training split, 1/4 of the test split.
+        max_bad_video_share=0.3,
         synthetic={"num_classes": 2, "videos_per_class": 12, "frames": 16, "size": 32},
     ),
 }

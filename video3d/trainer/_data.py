@@ -9,13 +9,24 @@ final evaluation.
 For small datasets (``cache_videos``) every video is decoded once and its frames are kept in
 memory; clips are then sampled and cropped from the cached frames with the same samplers and
 transforms as :class:`video3d.data.VideoClipDataset` uses on the files.
+
+Unreadable videos: :func:`load_data` probes every video of the run before any training (in
+parallel; opening the file and decoding its first and last frame, or, for a cached run,
+decoding it whole into the cache). Each unreadable video is reported once (a warning naming
+the file and the decoder's error) and left out of its split; if more than
+``max_bad_video_share`` of a split's videos are unreadable, :class:`DataError` stops the run
+instead. Videos that break later, while training, are replaced by another draw (cached and
+file-backed datasets alike) and recorded in the same :class:`~video3d.data.datasets.BadVideoLog`
+(:attr:`DataBundle.bad_videos`), which the run's report and ``results.json`` count.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from video3d.data import VideoEntry
+    from video3d.data.datasets import BadVideoLog
 
 __all__ = [
     "CachedClipDataset",
@@ -37,11 +49,25 @@ __all__ = [
     "default_data_dir",
     "load_data",
     "make_dataset",
+    "probe_videos",
 ]
+
+_logger = logging.getLogger(__name__)
+_PROBE_THREADS = 16
 
 
 class DataError(ValueError):
-    """The dataset is missing or inconsistent (index vs classes vs preset)."""
+    """The dataset is missing or inconsistent (index vs classes vs preset), or too much of it
+    is unreadable (``max_bad_video_share``)."""
+
+
+class VideoList(list):  # type: ignore[type-arg]
+    """A split of a :class:`DataBundle`: a list of entries that carries the run's bad-video log,
+    so every dataset :func:`make_dataset` builds from it records into that log."""
+
+    def __init__(self, entries: Iterable[VideoEntry] = (), bad_videos: BadVideoLog | None = None):
+        super().__init__(entries)
+        self.bad_videos = bad_videos
 
 
 @dataclass
@@ -56,6 +82,9 @@ class DataBundle:
         test: The official test list (final evaluation only; may be empty).
         cache: Decoded frames, shared by every dataset of the run (``None``: decode on the
             fly from the files).
+        bad_videos: The run's unreadable videos (left out by the probe, or met in training).
+        num_listed: Videos the index lists (train, val and test, unreadable ones included).
+        max_bad_share: The ``max_bad_video_share`` the run was checked against.
     """
 
     root: str
@@ -65,10 +94,24 @@ class DataBundle:
     test: list[VideoEntry]
     cache: FrameCache | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    bad_videos: BadVideoLog | None = None
+    num_listed: int = 0
+    max_bad_share: float | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def bad_video_report(self) -> dict[str, Any]:
+        """``{count, share, max_share, paths, errors}`` of the unreadable videos so far.
+
+        ``share`` is of every listed video; ``errors`` maps each path to the decoder's error.
+        """
+        errors = self.bad_videos.errors if self.bad_videos is not None else {}
+        listed = max(self.num_listed, len(errors), 1)
+        return {"count": len(errors), "share": round(len(errors) / listed, 6),
+                "max_share": self.max_bad_share, "paths": sorted(errors),
+                "errors": dict(sorted(errors.items()))}
 
 
 def default_data_dir(config: TrainConfig) -> Path:
@@ -108,6 +151,7 @@ def load_data(
     *,
     stream: Any = None,
     generate: bool = True,
+    probe: bool = True,
 ) -> DataBundle:
     """Resolve and check the dataset of a run (raises :class:`DataError` before any training).
 
@@ -118,6 +162,9 @@ def load_data(
         stream: Where to print a note when the synthetic dataset is generated.
         generate: Generate the preset's synthetic dataset in its default folder when it is
             missing (only when ``data`` is ``None``; an explicit missing path is an error).
+        probe: Probe every video and leave out the unreadable ones (see the module doc);
+            :class:`DataError` when a split has more than ``config.max_bad_video_share`` of
+            them.
     """
     from video3d.data import IndexFormatError, read_video_list, split_train_val
 
@@ -159,11 +206,83 @@ def load_data(
     except ValueError as exc:
         raise DataError(f"cannot split {len(entries)} training videos: {exc}") from None
     cache = FrameCache() if config.cache_videos else None
+    from video3d.data.datasets import BadVideoLog
+
+    log = BadVideoLog.temporary()
+    splits = {"training": train, "validation": val, "test": test_entries}
+    if probe:
+        splits = _leave_out_unreadable(splits, cache, log, config, stream)
     return DataBundle(
-        root=str(path), classes=classes, train=train, val=val, test=test_entries, cache=cache,
+        root=str(path), classes=classes, cache=cache,
+        train=VideoList(splits["training"], log), val=VideoList(splits["validation"], log),
+        test=VideoList(splits["test"], log),
         description={"data": str(path), "train_list": str(train_list),
                      "test_list": str(test_list) if test_list else None},
+        bad_videos=log, num_listed=len(train) + len(val) + len(test_entries),
+        max_bad_share=config.max_bad_video_share,
     )
+
+
+def probe_videos(
+    entries: Sequence[VideoEntry], *, cache: FrameCache | None = None, threads: int | None = None
+) -> dict[str, str]:
+    """The unreadable videos among ``entries``: path -> the decoder's error.
+
+    Without a cache each file is opened and its first and last frame (by the index's frame
+    count) decoded, which finds files that are not videos, cut short or listed with too many
+    frames; with a cache each video is decoded whole into it, as a cached run needs anyway.
+    ``threads`` (default: the CPU count, at most 16) probe in parallel.
+    """
+    from video3d.data import VideoDecodeError, VideoReader
+    from video3d.data.datasets import decode_failure_reason
+
+    def check(entry: VideoEntry) -> str | None:
+        try:
+            if cache is not None:
+                cache.get(entry)
+            else:
+                with VideoReader(entry.path, num_frames=entry.num_frames,
+                                 fps=entry.fps) as reader:
+                    reader.read([0, reader.num_frames - 1])
+        except (VideoDecodeError, ValueError) as exc:
+            return decode_failure_reason(exc)
+        return None
+
+    unique = list({e.path: e for e in entries}.values())
+    workers = threads or min(_PROBE_THREADS, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique) or 1))) as pool:
+        reasons = list(pool.map(check, unique))
+    return {e.path: r for e, r in zip(unique, reasons) if r is not None}
+
+
+def _leave_out_unreadable(
+    splits: dict[str, list[VideoEntry]], cache: FrameCache | None, log: BadVideoLog,
+    config: TrainConfig, stream: Any,
+) -> dict[str, list[VideoEntry]]:
+    """Probe every split; warn once per unreadable video; stop above the allowed share."""
+    everything = [e for entries in splits.values() for e in entries]
+    errors = probe_videos(everything, cache=cache)
+    if not errors:
+        return splits
+    for path, reason in sorted(errors.items()):
+        log.record(path, reason)
+        print(f"warning: unreadable video {path}: {reason}", file=stream)
+    limit = config.max_bad_video_share
+    for name, entries in splits.items():
+        bad = [e.path for e in entries if e.path in errors]
+        if entries and len(bad) / len(entries) > limit:
+            raise DataError(
+                f"{len(bad)} of {len(entries)} {name} videos ({len(bad) / len(entries):.1%}) are "
+                f"unreadable, more than max_bad_video_share={limit:g} allows (first: "
+                f"{bad[0]}; every one is named in a warning above); repair or remove them, "
+                "or raise max_bad_video_share in a --config file"
+            )
+    kept = {name: [e for e in entries if e.path not in errors]
+            for name, entries in splits.items()}
+    counts = ", ".join(f"{len(splits[n]) - len(kept[n])} {n}" for n in splits)
+    print(f"note: {len(errors)} of {len(everything)} videos are unreadable and left out of this "
+          f"run ({counts}); training and evaluation go on without them", file=stream)
+    return kept
 
 
 def _check_files(entries: Sequence[VideoEntry], listed_in: Path) -> None:
@@ -200,7 +319,9 @@ class CachedClipDataset:
     """Like :class:`video3d.data.VideoClipDataset`, but samples clips from cached frames.
 
     Items: ``(clip, label)`` in train and val modes, ``(views, label, video_index)`` in test
-    mode, exactly as the file-backed dataset returns them.
+    mode, exactly as the file-backed dataset returns them. Unreadable videos are handled as
+    there too: recorded in ``bad_videos`` (one warning per file), replaced by another draw in
+    training (at most ``max_retries`` in a row), raised in evaluation.
     """
 
     def __init__(
@@ -213,7 +334,11 @@ class CachedClipDataset:
         transform: Any,
         num_clips: int = 1,
         seed: int = 0,
+        max_retries: int = 10,
+        bad_videos: BadVideoLog | None = None,
     ) -> None:
+        from video3d.data.datasets import BadVideoLog
+
         self.entries = list(entries)
         self.cache = cache
         self.mode = mode
@@ -222,6 +347,8 @@ class CachedClipDataset:
         self.num_clips = num_clips if mode == "test" else 1
         self.seed = seed
         self.epoch = 0
+        self.max_retries = max_retries
+        self.bad_videos = bad_videos if bad_videos is not None else BadVideoLog()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -229,16 +356,50 @@ class CachedClipDataset:
     def __len__(self) -> int:
         return len(self.entries) * self.num_clips
 
+    def _frames(self, entry: VideoEntry, *, training: bool) -> torch.Tensor | None:
+        """The cached frames of ``entry``; ``None`` in training when it is unreadable."""
+        from video3d.data import VideoDecodeError
+        from video3d.data.datasets import decode_failure_reason
+
+        if training and entry.path in self.bad_videos:
+            return None
+        try:
+            return self.cache.get(entry)
+        except VideoDecodeError as exc:
+            reason = decode_failure_reason(exc)
+            if self.bad_videos.record(entry.path, reason):
+                _logger.warning("unreadable video %s: %s; %s", entry.path, reason,
+                                "skipping it, replacing it with another video" if training
+                                else f"the {self.mode} evaluation cannot go on")
+            if not training:
+                raise
+            return None
+
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         if self.mode == "train":
-            entry = self.entries[index]
-            frames = self.cache.get(entry)
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            indices = self.sampler.train_clip(len(frames), rng)
-            return self.transform(frames[indices], rng), entry.label
+            candidate, last = index, ""
+            for attempt in range(self.max_retries + 1):
+                entry = self.entries[candidate]
+                frames = self._frames(entry, training=True)
+                last = entry.path
+                if frames is not None:
+                    # attempt 0 keeps the draws of a run without unreadable videos
+                    key = [self.seed, self.epoch, index] + ([attempt] if attempt else [])
+                    rng = np.random.default_rng(key)
+                    indices = self.sampler.train_clip(len(frames), rng)
+                    return self.transform(frames[indices], rng), entry.label
+                redraw = np.random.default_rng([self.seed, self.epoch, index, attempt, 1])
+                candidate = int(redraw.integers(len(self.entries)))
+            from video3d.data.datasets import UnreadableVideosError
+
+            raise UnreadableVideosError(
+                f"{self.max_retries + 1} videos in a row failed to decode for item {index}; "
+                f"last: {last}"
+            )
         video, clip = divmod(index, self.num_clips)
         entry = self.entries[video]
-        frames = self.cache.get(entry)
+        frames = self._frames(entry, training=False)
+        assert frames is not None
         indices = self.sampler.test_clips(len(frames), self.num_clips)[clip]
         views = self.transform(frames[indices])
         if self.mode == "val":
@@ -255,8 +416,13 @@ def make_dataset(
     clip_length: int,
     cache: FrameCache | None,
     seed: int = 0,
+    bad_videos: BadVideoLog | None = None,
 ) -> Any:
-    """A train / val / test dataset of ``entries`` under ``config``'s transforms."""
+    """A train / val / test dataset of ``entries`` under ``config``'s transforms.
+
+    Unreadable videos are recorded in ``bad_videos`` (default: the log a
+    :class:`DataBundle` split carries, else a new one).
+    """
     from video3d.data import ClipSampler, EvalTransform, TrainTransform, VideoClipDataset
 
     if mode == "train":
@@ -268,16 +434,18 @@ def make_dataset(
             config.test_short_side, config.test_short_side, num_crops=config.test_crops
         )
     num_clips = config.test_clips if mode == "test" else None
+    if bad_videos is None:
+        bad_videos = getattr(entries, "bad_videos", None)
     if cache is not None:
         sampler = ClipSampler(
             sampling, clip_length, config.frame_stride, config.segment_len  # type: ignore[arg-type]
         )
         return CachedClipDataset(
             entries, cache, mode=mode, sampler=sampler, transform=transform,
-            num_clips=num_clips or 1, seed=seed,
+            num_clips=num_clips or 1, seed=seed, bad_videos=bad_videos,
         )
     return VideoClipDataset(
         entries, mode=mode, sampling=sampling, clip_len=clip_length,  # type: ignore[arg-type]
         stride=config.frame_stride, segment_len=config.segment_len, transform=transform,
-        num_clips=num_clips, seed=seed,
+        num_clips=num_clips, seed=seed, bad_videos=bad_videos,
     )

@@ -1,0 +1,192 @@
+"""Unreadable videos (random bytes, a real video cut in half), decoded by PyAV for real.
+
+The cached (``CachedClipDataset``) and file-backed (``VideoClipDataset``) paths must agree: the
+probe before training finds the same files, training replaces them and reports each once, an
+evaluation raises, ``load_data`` leaves them out and counts them, or stops the run above
+``max_bad_video_share``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from video3d.data import VideoDecodeError, VideoEntry
+from video3d.data.datasets import BadVideoLog
+from video3d.trainer import ConfigError, DataError, TrainConfig, get_preset, load_data
+from video3d.trainer._data import FrameCache, make_dataset, probe_videos
+
+FRAMES = 48
+PATHS = ["files", "cached"]
+
+
+def _random_bytes(path: Path, like: Path) -> Path:
+    path.write_bytes(os.urandom(like.stat().st_size))
+    return path
+
+
+def _cut_in_half(path: Path, source: Path) -> Path:
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.fixture
+def clips(make_video: Callable[..., Path], tmp_path: Path) -> dict[str, Path]:
+    """Three good videos (MP4, WebM) and the bad ones made from them."""
+    good = make_video("good.mp4", num_frames=FRAMES)
+    webm = make_video("good.webm", kind="vp9-webm", num_frames=FRAMES)
+    return {
+        "good": good,
+        "good2": make_video("good2.mp4", num_frames=FRAMES),
+        "good-webm": webm,
+        "random bytes": _random_bytes(tmp_path / "random.mp4", good),
+        "truncated": _cut_in_half(tmp_path / "half.mp4", good),
+        # WebM keeps its header at the start: the cut file opens and decodes its first half.
+        "truncated webm": _cut_in_half(tmp_path / "half.webm", webm),
+    }
+
+
+def _config(**changes: object) -> TrainConfig:
+    return get_preset("tiny").replace(**changes)
+
+
+def test_probe_finds_the_same_videos_with_and_without_the_cache(clips: dict[str, Path]) -> None:
+    entries = [VideoEntry(str(p), 0, num_frames=FRAMES) for p in clips.values()]
+    bad = {str(clips[k]) for k in ("random bytes", "truncated", "truncated webm")}
+    on_files = probe_videos(entries)
+    cache = FrameCache()
+    cached = probe_videos(entries, cache=cache, threads=2)
+    assert set(on_files) == set(cached) == bad
+    assert "cannot open as a video" in on_files[str(clips["random bytes"])]
+    assert "not found" in on_files[str(clips["truncated webm"])]  # its second half is gone
+    assert len(cache) == 3  # the good videos are decoded into the cache on the way
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "truncated"])
+@pytest.mark.parametrize("path", PATHS)
+def test_training_replaces_an_unreadable_video_and_reports_it_once(
+    clips: dict[str, Path], kind: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = str(clips[kind])
+    entries = [VideoEntry(str(clips["good"]), 0, num_frames=FRAMES),
+               VideoEntry(bad, 1, num_frames=FRAMES),
+               VideoEntry(str(clips["good2"]), 0, num_frames=FRAMES)]
+    log = BadVideoLog()
+    data = make_dataset(entries, _config(), mode="train", sampling="uniform", clip_length=8,
+                        cache=FrameCache() if path == "cached" else None, bad_videos=log)
+    with caplog.at_level(logging.WARNING):
+        for epoch in range(3):
+            data.set_epoch(epoch)
+            items = [data[i] for i in range(len(data))]
+            assert len(items) == 3 and [label for _, label in items] == [0, 0, 0]
+            assert all(tuple(clip.shape) == (3, 8, 32, 32) for clip, _ in items)
+    assert list(log.errors) == [bad]
+    warnings = [r.getMessage() for r in caplog.records if bad in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once, however often it was drawn
+    assert "unreadable video" in warnings[0] and log.errors[bad] in warnings[0]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_evaluation_raises_on_an_unreadable_video_and_records_it(
+    clips: dict[str, Path], path: str
+) -> None:
+    bad = str(clips["random bytes"])
+    log = BadVideoLog()
+    for mode in ("val", "test"):
+        data = make_dataset([VideoEntry(bad, 0, num_frames=FRAMES)], _config(), mode=mode,
+                            sampling="consecutive", clip_length=8,
+                            cache=FrameCache() if path == "cached" else None, bad_videos=log)
+        with pytest.raises(VideoDecodeError, match="cannot open as a video"):
+            data[0]
+    assert list(log.errors) == [bad]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from video3d.data import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("bad-videos-tiny")
+    make_synthetic_dataset(root, **get_preset("tiny").synthetic)
+    return root
+
+
+def _damaged_copy(tiny: Path, tmp_path: Path) -> tuple[Path, str, str]:
+    """A copy of the tiny data with a training video of random bytes, a test video cut short."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny, root)
+    clean = load_data(root, _config(), probe=False)
+    train_bad, test_bad = clean.train[0].path, clean.test[0].path
+    _random_bytes(Path(train_bad), Path(clean.train[1].path))
+    _cut_in_half(Path(test_bad), Path(clean.test[1].path))
+    return root, train_bad, test_bad
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_load_data_leaves_out_unreadable_videos_and_counts_them(
+    tiny: Path, tmp_path: Path, path: str
+) -> None:
+    root, train_bad, test_bad = _damaged_copy(tiny, tmp_path)
+    cfg = _config(cache_videos=path == "cached")
+    stream = io.StringIO()
+    data = load_data(root, cfg, stream=stream)
+    lines = stream.getvalue().splitlines()
+    for bad in (train_bad, test_bad):
+        named = [line for line in lines if bad in line]
+        assert len(named) == 1 and named[0].startswith("warning: unreadable video"), lines
+    assert "2 of 24 videos are unreadable and left out" in stream.getvalue()
+    assert "1 training, 0 validation, 1 test" in stream.getvalue()
+    kept = [e.path for e in data.train + data.val + data.test]
+    assert len(kept) == 22 and train_bad not in kept and test_bad not in kept
+    report = data.bad_video_report()
+    assert report["count"] == 2 and report["share"] == pytest.approx(2 / 24, abs=1e-6)
+    assert report["paths"] == sorted([train_bad, test_bad])
+    assert report["max_share"] == cfg.max_bad_video_share
+    assert "cannot open as a video" in report["errors"][train_bad]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_load_data_stops_above_max_bad_video_share(
+    tiny: Path, tmp_path: Path, path: str
+) -> None:
+    root, train_bad, _ = _damaged_copy(tiny, tmp_path)
+    cfg = _config(cache_videos=path == "cached", max_bad_video_share=0.05)
+    with pytest.raises(DataError) as info:
+        load_data(root, cfg, stream=io.StringIO())
+    message = str(info.value)
+    assert "\n" not in message
+    assert "1 of 14 training videos (7.1%) are unreadable" in message
+    assert "max_bad_video_share=0.05" in message and train_bad in message
+
+
+def test_failures_met_in_training_reach_the_report_from_loader_workers(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """Not probed (as a file that breaks after the probe): two loader processes meet it."""
+    from video3d.trainer import VideoTrainer
+
+    root, train_bad, _ = _damaged_copy(tiny, tmp_path)
+    cfg = _config(cache_videos=False, num_workers=2)
+    data = load_data(root, cfg, probe=False)
+    assert train_bad in [e.path for e in data.train]
+    trainer = VideoTrainer(cfg, data, device="cpu")
+    model = trainer.new_model()
+    loss = trainer.train_epoch(model, model, trainer.new_optimizer(model, 0.01), "uniform", 4,
+                               seed=0, epoch=1)
+    assert loss == loss  # a finite epoch: the bad video was replaced, not fatal
+    report = data.bad_video_report()
+    assert report["paths"] == [train_bad] and report["count"] == 1
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "1%", True])
+def test_max_bad_video_share_is_validated(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"max_bad_video_share must be a fraction in \[0, 1\)"):
+        _config(max_bad_video_share=value)
+    assert TrainConfig().max_bad_video_share == 0.01
+    assert _config(max_bad_video_share=0).max_bad_video_share == 0.0

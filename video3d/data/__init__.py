@@ -49,7 +49,10 @@ _EXPORTS: dict[str, str] = {
     "clear_keyframe_cache": "decoding",
     # optional decoders and reader reuse
     "TorchCodecReader": "_torchcodec",
+    "UnsupportedContainerError": "_torchcodec",
     "torchcodec_status": "_torchcodec",
+    "ReaderPool": "_pool",
+    "open_reader": "_pool",
     # indexes
     "IndexReport": "indexes",
     "VideoEntry": "indexes",
@@ -82,9 +85,11 @@ __all__ = [
     "EvalTransform",
     "IndexFormatError",
     "IndexReport",
+    "ReaderPool",
     "SyntheticDataset",
     "TrainTransform",
     "UnknownClassError",
+    "UnsupportedContainerError",
     "VideoClipDataset",
     "VideoDecodeError",
     "VideoEntry",
@@ -99,6 +104,7 @@ __all__ = [
     "consecutive_clips",
     "flip_allowed",
     "make_synthetic_dataset",
+    "open_reader",
     "probe_video",
     "read_hmdb51",
     "read_kinetics_csv",
@@ -113,7 +119,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from video3d.data._torchcodec import TorchCodecReader, torchcodec_status
+    from video3d.data._pool import ReaderPool, open_reader
+    from video3d.data._torchcodec import (
+        TorchCodecReader,
+        UnsupportedContainerError,
+        torchcodec_status,
+    )
     from video3d.data.datasets import VideoClipDataset, average_video_scores
     from video3d.data.decoding import (
         VideoInfo,

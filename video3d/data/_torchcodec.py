@@ -42,9 +42,13 @@ from video3d.data.errors import VideoDecodeError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TorchCodecReader", "torchcodec_status"]
+__all__ = ["TorchCodecReader", "UnsupportedContainerError", "torchcodec_status"]
 
 _HEADER_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
+
+
+class UnsupportedContainerError(VideoDecodeError):
+    """A container torchcodec cannot number frames in exactly (read it with PyAV)."""
 
 
 def torchcodec_status() -> str | None:
@@ -85,8 +89,9 @@ class TorchCodecReader:
         device: ``"cpu"`` or a CUDA device (NVDEC); the frames come back on it.
 
     Raises:
-        VideoDecodeError: Missing file, not a video, a container torchcodec cannot number
-            frames in exactly (AVI, ...), or a stream torchcodec cannot open.
+        VideoDecodeError: Missing file, not a video, or a stream torchcodec cannot open;
+            :class:`UnsupportedContainerError` for a container torchcodec cannot number
+            frames in exactly (AVI, ...).
         ImportError: torchcodec (or FFmpeg's shared libraries) is not installed.
     """
 
@@ -118,7 +123,7 @@ class TorchCodecReader:
             raise VideoDecodeError("no such file", path=self.path)
         fmt = _container_format(self.path)
         if not _has_packet_pts(fmt):
-            raise VideoDecodeError(
+            raise UnsupportedContainerError(
                 f"torchcodec reads only MP4/MOV and Matroska/WebM frame-exactly, not {fmt!r} "
                 "(use the PyAV VideoReader)",
                 path=self.path,

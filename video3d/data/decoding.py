@@ -28,6 +28,10 @@ is kept per file in a process-wide cache (:func:`clear_keyframe_cache`), keyed b
 path, size and modification time and the reader's frame rate and start, so a loader worker
 that meets a file again (a later epoch, another clip of it) does not demux it again.
 
+Frame 0 is the first frame decoded; where a container guesses timestamps (AVI), its
+timestamp is learnt by decoding it when the reader opens (a known ``num_frames`` skips the
+count, not this), since a B-frame AVI stream's first frame is stamped after the stream's start.
+
 Frame counts: MP4 headers are trusted; WebM/VP9 reports 0 frames and AVI headers can over-count,
 so for those containers (or with ``count_frames="decode"``) the frames are counted by decoding
 the video once. A dataset index stores the counted value and passes it back as ``num_frames``.
@@ -268,6 +272,8 @@ class VideoReader:
         if self._rate is None:
             self.close()
             raise VideoDecodeError("video stream has no frame rate", path=self.path)
+        if not self._counted and not self._has_packet_pts:
+            self._start_pts = self._first_frame_pts()
 
     # ------------------------------------------------------------------ opening and counting
     def _open(self, threads: int, fast: bool) -> None:
@@ -304,6 +310,26 @@ class VideoReader:
         if duration is None or self._rate is None:
             return self._count_by_decoding()
         return max(1, round(Fraction(duration, 1_000_000) * self._rate))
+
+    def _first_frame_pts(self) -> int:
+        """The timestamp of the first decoded frame (frame 0), or the stream's start.
+
+        Containers that guess timestamps (AVI) give the first frame of a B-frame stream a
+        timestamp after the stream's start (by the decoder delay); counting frames learns it
+        on the way, and a reader opened with a known frame count must learn it too, by
+        decoding that one frame, or every index would be off by the delay.
+        """
+        import av
+
+        try:
+            self._container.seek(self._start_pts, stream=self._stream, backward=True)
+            for frame in self._container.decode(self._stream):
+                if frame.pts is not None:
+                    return int(frame.pts)
+                break
+        except av.FFmpegError:
+            pass  # reads will report what they cannot find
+        return self._start_pts
 
     def _count_by_decoding(self) -> int:
         import av

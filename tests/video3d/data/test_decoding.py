@@ -86,6 +86,20 @@ def test_known_frame_count_skips_counting(videos) -> None:
     assert reader.num_frames == 100
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fps", [None, "stream"])
+def test_known_frame_count_reads_exact_frames(videos, read_ids, kind: str, fps) -> None:
+    # The dataset path: num_frames (and fps) come from the index, so nothing is counted.
+    # A B-frame AVI's first frame is stamped one frame after the stream's start.
+    with VideoReader(videos[kind]) as counted:
+        rate = counted.fps
+    with VideoReader(videos[kind], num_frames=100, fps=rate if fps else None) as reader:
+        assert reader.info.counted is False
+        for indices in REQUESTS.values():
+            assert read_ids(reader.read(indices)) == indices
+        assert [read_ids(reader.read([i]))[0] for i in range(0, 100, 7)] == list(range(0, 100, 7))
+
+
 def _unwrap(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict]:
     args = tuple(getattr(a, "inner", a) if isinstance(a, _StreamProxy) else a for a in args)
     if isinstance(kwargs.get("stream"), _StreamProxy):

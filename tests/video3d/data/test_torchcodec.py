@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from video3d.data import TorchCodecReader, VideoDecodeError, VideoReader, torchcodec_status
+from video3d.data import (
+    TorchCodecReader,
+    UnsupportedContainerError,
+    VideoDecodeError,
+    VideoReader,
+    torchcodec_status,
+)
 
 pytestmark = pytest.mark.skipif(
     torchcodec_status() is not None, reason=str(torchcodec_status())
@@ -100,7 +106,7 @@ def test_crop_and_resize_keep_the_frames(videos, read_ids) -> None:
 
 def test_avi_is_refused_not_misread(videos) -> None:
     # torchcodec numbers B-frame AVI frames one off; the reader must refuse such files.
-    with pytest.raises(VideoDecodeError, match="MP4/MOV and Matroska/WebM"):
+    with pytest.raises(UnsupportedContainerError, match="MP4/MOV and Matroska/WebM"):
         TorchCodecReader(videos["mpeg4-avi"])
 
 

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from video3d.data._pool import ReaderPool
 from video3d.data.decoding import VideoReader
 from video3d.data.errors import VideoDecodeError
 from video3d.data.indexes import VideoEntry
@@ -316,7 +317,15 @@ class VideoClipDataset(Dataset[Any]):
                 return views
             return transform(reader.read(indices))
 
-    def _open(self, entry: VideoEntry) -> VideoReader:
+    #: Readers reused across items inside a loader worker (a :class:`ReaderPool`, set after
+    #: construction; it pickles empty into each worker); ``None``: a new reader per item.
+    readers: ReaderPool | None = None
+
+    def _open(self, entry: VideoEntry) -> Any:
+        if self.readers is not None:
+            return self.readers.borrow(
+                entry.path, num_frames=entry.num_frames, fps=entry.fps, threads=self.threads
+            )
         return VideoReader(
             entry.path, num_frames=entry.num_frames, fps=entry.fps, threads=self.threads
         )

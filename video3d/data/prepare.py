@@ -64,7 +64,7 @@ def target_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """``(width, height)`` with the short side at most ``short_side``, aspect kept, even sides.
 
     >>> target_size(1280, 720, 288), target_size(340, 256, 288), target_size(720, 1280, 256)
-    ((512, 288), (340, 256), (256, 456))
+    ((512, 288), (340, 256), (256, 454))
     """
     short = min(width, height)
     scale = min(1.0, short_side / short)

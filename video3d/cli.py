@@ -206,7 +206,7 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
     except StorageMismatchError as exc:
         raise UsageError(f"{exc} (use another --out or --storage)") from None
     except StorageError as exc:
-        raise UsageError(f"plan storage {args.storage or out / 'storage'}: {exc}") from None
+        raise UsageError(str(exc)) from None
     except PlanningError as exc:
         raise UsageError(
             f"{exc}. Every transition's record, a failed one's with its traceback, is in the "

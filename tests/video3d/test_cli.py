@@ -195,3 +195,113 @@ def test_data_synth_and_index_from_a_ucf101_layout(
     code, _, err = _run(["data", "index", "--format", "ucf101", "--videos", str(tmp_path / "x"),
                          "--annotations", str(ann), "--out", str(index)], capsys)
     assert code == 2 and "video folder not found" in err
+
+
+# ------------------------------------------------------------------ expected failures, bad videos
+def _error_line(err: str, prog: str = "video3d") -> str:
+    """The one ``<prog>: error:`` line, last on stderr, and no traceback."""
+    lines = [line for line in err.splitlines() if line.startswith(f"{prog}: error: ")]
+    assert len(lines) == 1, err[-3000:]
+    assert err.rstrip("\n").splitlines()[-1] == lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _damage(tiny: Path, tmp: Path) -> tuple[Path, list[str]]:
+    """A copy of the tiny data with one training video of random bytes and one cut in half."""
+    import os
+
+    from video3d.trainer import load_data
+
+    root = tmp / "damaged"
+    shutil.copytree(tiny, root)
+    train = load_data(root, get_preset("tiny"), probe=False).train
+    first, second = Path(train[0].path), Path(train[1].path)
+    first.write_bytes(os.urandom(first.stat().st_size))
+    second.write_bytes(second.read_bytes()[: second.stat().st_size // 2])
+    return root, [str(first), str(second)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cached", [True, False])
+def test_plan_goes_on_past_unreadable_videos_and_counts_them(
+    cached: bool, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, bad = _damage(tiny_data, tmp_path)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"cache_videos": cached, "num_workers": 0}))
+    out = tmp_path / "run"
+    code, stdout, err = _run(["plan", "--preset", "tiny", "--data", str(root), "--config",
+                              str(config), "--out", str(out), "--no-baseline", "--quiet"], capsys)
+    assert code == 0, err[-3000:]
+    assert "Traceback" not in err
+    for path in bad:  # reported once each, by path, with the decoder's error
+        named = [line for line in err.splitlines() if path in line]
+        assert len(named) == 1 and named[0].startswith("warning: unreadable video "), err
+    assert "left out 2 unreadable of 24 videos (2 training, 0 validation, 0 test)" in err
+    plan = json.loads((out / "plan.json").read_text())
+    assert [t["status"] for t in plan["transitions"]] == ["complete"] * 6
+    report = json.loads((out / "results.json").read_text())["bad_videos"]
+    assert report["count"] == 2 and report["paths"] == sorted(bad)
+    assert report["share"] == pytest.approx(2 / 24, abs=1e-6) and report["max_share"] == 0.3
+    assert "unreadable videos left out or replaced: 2 (8.3%" in stdout
+
+
+def test_too_many_unreadable_videos_stop_before_training(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, bad = _damage(tiny_data, tmp_path)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"max_bad_video_share": 0.1}))
+    out = tmp_path / "run"
+    code, stdout, err = _run(["plan", "--preset", "tiny", "--data", str(root), "--config",
+                              str(config), "--out", str(out)], capsys)
+    assert code == 2 and stdout == ""
+    line = _error_line(err)
+    assert "unreadable videos: 2 of 14 training videos (14.3%), more than " \
+        "max_bad_video_share=0.1 allows" in line and bad[0] in line
+    assert not out.exists()
+
+
+def test_plan_without_a_reachable_final_state_is_one_line(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: VideoTrainer, trial: Any, *, key: str) -> None:
+        raise ValueError(f"no GPU memory left for {key}")
+
+    monkeypatch.setattr(VideoTrainer, "run_transition", broken)
+    out = tmp_path / "run"
+    code, stdout, err = _run(["plan", "--preset", "tiny", "--data", str(tiny_data), "--out",
+                              str(out), "--quiet"], capsys)
+    assert code == 2
+    line = _error_line(err)
+    assert "no final state was reached" in line and "no GPU memory left" in line
+    assert line.endswith(f"is in the plan storage {out / 'storage'}")
+    records = [json.loads(p.read_text()) for p in (out / "storage" / "transitions").glob("*.json")]
+    assert len(records) == 4 and all(r["status"] == "failed" for r in records)
+    assert all("no GPU memory left" in r["error"] for r in records)
+
+
+def test_storage_and_output_errors_are_one_line(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stageplan import TransitionGraph, plan
+
+    a_file = tmp_path / "file"
+    a_file.write_text("not a directory\n")
+    other = tmp_path / "other-plan"  # a storage that holds another graph's plan
+    plan(TransitionGraph.grid(("x", [1, 2]), ("y", [1])),
+         lambda t: [t.report(1.0) for _ in t.epochs()], storage=str(other))
+    base = ["plan", "--preset", "tiny", "--data", str(tiny_data), "--quiet"]
+    cases = {
+        "--storage is a file": (["--storage", str(a_file), "--out", str(tmp_path / "o1")],
+                                "exists and is not a directory"),
+        "another plan's storage": (["--storage", str(other), "--out", str(tmp_path / "o2")],
+                                   "use another --out or --storage"),
+        "--out under a file": (["--out", str(a_file / "run")], str(a_file)),
+    }
+    for name, (extra, expected) in cases.items():
+        code, _, err = _run([*base, *extra], capsys)
+        assert code == 2, name
+        assert expected in _error_line(err), (name, err)

@@ -272,16 +272,16 @@ def _leave_out_unreadable(
         bad = [e.path for e in entries if e.path in errors]
         if entries and len(bad) / len(entries) > limit:
             raise DataError(
-                f"{len(bad)} of {len(entries)} {name} videos ({len(bad) / len(entries):.1%}) are "
-                f"unreadable, more than max_bad_video_share={limit:g} allows (first: "
-                f"{bad[0]}; every one is named in a warning above); repair or remove them, "
-                "or raise max_bad_video_share in a --config file"
+                f"unreadable videos: {len(bad)} of {len(entries)} {name} videos "
+                f"({len(bad) / len(entries):.1%}), more than max_bad_video_share={limit:g} "
+                f"allows (first: {bad[0]}; every one is named in a warning above); repair or "
+                "remove them, or raise max_bad_video_share in a --config file"
             )
     kept = {name: [e for e in entries if e.path not in errors]
             for name, entries in splits.items()}
     counts = ", ".join(f"{len(splits[n]) - len(kept[n])} {n}" for n in splits)
-    print(f"note: {len(errors)} of {len(everything)} videos are unreadable and left out of this "
-          f"run ({counts}); training and evaluation go on without them", file=stream)
+    print(f"note: left out {len(errors)} unreadable of {len(everything)} videos ({counts}); "
+          "training and evaluation go on without them", file=stream)
     return kept
 
 

@@ -140,7 +140,7 @@ def test_load_data_leaves_out_unreadable_videos_and_counts_them(
     for bad in (train_bad, test_bad):
         named = [line for line in lines if bad in line]
         assert len(named) == 1 and named[0].startswith("warning: unreadable video"), lines
-    assert "2 of 24 videos are unreadable and left out" in stream.getvalue()
+    assert "left out 2 unreadable of 24 videos" in stream.getvalue()
     assert "1 training, 0 validation, 1 test" in stream.getvalue()
     kept = [e.path for e in data.train + data.val + data.test]
     assert len(kept) == 22 and train_bad not in kept and test_bad not in kept
@@ -161,7 +161,7 @@ def test_load_data_stops_above_max_bad_video_share(
         load_data(root, cfg, stream=io.StringIO())
     message = str(info.value)
     assert "\n" not in message
-    assert "1 of 14 training videos (7.1%) are unreadable" in message
+    assert "unreadable videos: 1 of 14 training videos (7.1%), more than" in message
     assert "max_bad_video_share=0.05" in message and train_bad in message
 
 

@@ -112,6 +112,34 @@ def schedule_epochs(
     return out
 
 
+def multigrid_epochs(
+    clip_lengths: Sequence[int], learning_rates: Sequence[float], *, total: int
+) -> list[tuple[int, float]]:
+    """A multigrid-style long cycle (Wu et al., 2020): short-to-long clips within every LR step.
+
+    The 3-step LR schedule of :func:`schedule_epochs` (50 % / 25 % / 25 %); inside each LR
+    stage the clip lengths run from the shortest to the longest, splitting the stage's epochs
+    evenly, so every stage ends at the longest clip.
+
+    Example:
+        >>> [c for c, _ in multigrid_epochs((8, 16, 32), (0.02, 0.002), total=12)]
+        [8, 8, 16, 16, 32, 32, 8, 16, 32, 8, 16, 32]
+    """
+    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+        raise ValueError(f"total must be an int >= 1, got {total!r}")
+    r1, r2, r3 = three_step_lrs(learning_rates)
+    half, three_quarters = round(total * 0.5), round(total * 0.75)
+    clips = [int(c) for c in clip_lengths]
+    out: list[tuple[int, float]] = []
+    for lr, lo, hi in ((r1, 0, half), (r2, half, three_quarters), (r3, three_quarters, total)):
+        n = hi - lo
+        for e in range(n):
+            # part k of len(clips) equal parts of the stage; a short stage keeps the longest
+            k = len(clips) - 1 - min(len(clips) - 1, (n - 1 - e) * len(clips) // max(n, 1))
+            out.append((clips[k], lr))
+    return out
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """One hand-tuned schedule of the grid."""

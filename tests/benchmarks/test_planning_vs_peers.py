@@ -44,6 +44,19 @@ def test_cosine_schedule_starts_at_the_first_lr_and_decreases_to_near_zero() -> 
     assert lrs[0] == 0.1 and all(b < a for a, b in zip(lrs, lrs[1:])) and 0 < lrs[-1] < 0.01
 
 
+@pytest.mark.parametrize("total", [1, 2, 3, 7, 12, 25])
+def test_multigrid_cycles_short_to_long_in_every_lr_stage(total: int) -> None:
+    epochs = wl.multigrid_epochs((8, 16, 32), (0.02, 0.002), total=total)
+    assert len(epochs) == total and epochs[-1][0] == 32
+    lrs = [lr for _, lr in epochs]
+    assert lrs == sorted(lrs, reverse=True)
+    for lr in set(lrs):  # inside one LR stage the clip never shrinks, and ends longest
+        clips = [c for c, r in epochs if r == lr]
+        assert clips == sorted(clips) and clips[-1] == 32
+    if total >= 12:
+        assert [c for c, _ in epochs[:total // 2]].count(8) >= 1
+
+
 def test_grid_dedupes_identical_schedules() -> None:
     full = wl.grid_specs((8, 16, 32), (0.02, 0.002), samplings=("consecutive", "uniform"),
                          totals=(6, 12))
@@ -82,7 +95,8 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "planning_vs_peers_quick.png").stat().st_size > 1000
     assert result["preset"] == "tiny" and result["seeds"] == [0] and result["grid_size"] == 2
     by = {r["method"]: r for r in result["rows"]}
-    assert set(by) == {"plan_extended", "plan_basic", "grid", "grid_oracle", "search"}
+    assert set(by) == {"plan_extended", "plan_retrained", "grid", "grid_oracle", "default",
+                       "multigrid", "search"}
     for row in by.values():
         assert row["epochs"] > 0 and row["clip_frames"] > 0
     plan = by["plan_extended"]
@@ -94,4 +108,12 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
     search = by["search"]
     assert 1 <= len(search["trials"]) <= 3
     assert search["clip_frames"] <= search["budget_clip_frames"] == plan["clip_frames"]
-    assert set(result["summary"]) >= {"plan_extended", "grid", "search"}
+    assert set(result["summary"]) >= {"plan_extended", "grid", "search", "default"}
+    for method in ("plan_retrained", "default", "multigrid"):
+        assert by[method]["epochs"] == plan["plan_epochs"]
+    assert [c for c, _ in by["default"]["schedule"]] == [8] * plan["plan_epochs"]
+    claim = result["claim"]
+    assert {"accuracy_holds_all", "compute_holds_all", "search_margin_holds",
+            "default_holds"} <= set(claim)
+    assert claim["mean_top1"]["plan"] == plan["test_top1"]
+    assert not (tmp_path / "out" / "planning_vs_peers_quick.partial.json").exists()

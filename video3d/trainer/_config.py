@@ -289,6 +289,22 @@ PRESETS: dict[str, TrainConfig] = {
         threads=1, seed=0,
         synthetic={"num_classes": 4, "videos_per_class": 64, "frames": 64, "size": 64},
     ),
+    # The planning benchmark's workload (benchmarks/planning_vs_peers.py): 9 classes given by
+    # the order and direction of two short events among decoys and noise (the "events" family
+    # of video3d.data.synthetic), 1008 test videos; sized for a 2-core CPU, so the final
+    # protocol uses 2 clips x 1 crop (3 crops of a 32-px frame are the same crop).
+    "events": TrainConfig(
+        name="events", num_classes=9, model="dg_p3d_resnet10", width=0.25,
+        stem_temporal_stride=2, dropout=0.2, clip_lengths=(8, 16, 32),
+        learning_rates=(0.02, 0.002), samplings=("consecutive", "uniform"), flip=False,
+        frozen_bn_clip_lengths=(), crop_size=32, short_side=(32, 36), eval_short_side=32,
+        test_short_side=32, test_clips=2, test_crops=1, batch_size=8, device_batch=64,
+        knee_delay=3, max_epochs=8, val_size=72, cache_videos=True, num_workers=0, threads=1,
+        seed=0,
+        synthetic={"family": "events", "num_classes": 9, "num_events": 2, "num_directions": 3,
+                   "difficulty": 0.5, "videos_per_class": 150, "frames": 48, "size": 32,
+                   "test_fraction": 0.75},
+    ),
     # The end-to-end test's preset: seconds, not minutes.
     "tiny": TrainConfig(
         name="tiny", num_classes=2, model="dg_p3d_resnet10", width=0.125,

@@ -92,3 +92,60 @@ def test_order_is_invisible_to_short_consecutive_clips_but_not_to_uniform_ones()
 def test_bad_arguments(tmp_path: Path, kwargs, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_synthetic_dataset(tmp_path, **kwargs)
+
+
+# -- the events family -------------------------------------------------------------------------
+def _white_track(video: np.ndarray) -> list[tuple[int, float, float]]:
+    """(frame, centre y, centre x) of the white key-event square in every frame showing it."""
+    mask = (video.astype(int) > 225).all(axis=-1)
+    out = []
+    for f in np.flatnonzero(mask.sum(axis=(1, 2)) >= 4):
+        ys, xs = np.nonzero(mask[f])
+        out.append((int(f), float(ys.mean()), float(xs.mean())))
+    return out
+
+
+@pytest.mark.parametrize("label", range(9))
+def test_events_video_shows_the_class_directions_in_order(label: int) -> None:
+    from video3d.data.synthetic import events_class_names, render_events_video
+
+    names = events_class_names(2, 3)
+    video = render_events_video(label, frames=48, size=32, rng=np.random.default_rng(label),
+                                num_events=2, num_directions=3, event_frames=8, decoys=3,
+                                movers=2, noise=0.0)
+    track = _white_track(video)
+    for part, expected in enumerate(names[label].split("-")):
+        points = [(y, x) for f, y, x in track if part * 24 <= f < (part + 1) * 24]
+        assert len(points) >= 6, (label, part)  # each event lies in its own half
+        (y0, x0), (y1, x1) = points[0], points[-1]
+        moved = {"right": x1 - x0, "left": x0 - x1, "down": y1 - y0}[expected]
+        assert moved > 4, (label, part, expected, points)
+
+
+def test_events_options_follow_the_difficulty_knob() -> None:
+    from video3d.data.synthetic import events_options
+
+    easy, hard = events_options(0.0, 48), events_options(1.0, 48)
+    assert easy["event_frames"] > hard["event_frames"] >= 3
+    assert easy["decoys"] < hard["decoys"] and easy["noise"] < hard["noise"]
+    with pytest.raises(ValueError, match="difficulty must be in \\[0, 1\\], got 1.5"):
+        events_options(1.5)
+
+
+def test_events_dataset_on_disk_through_make_synthetic_dataset(tmp_path: Path) -> None:
+    info = make_synthetic_dataset(tmp_path, family="events", num_classes=4, num_events=2,
+                                  num_directions=2, difficulty=0.3, videos_per_class=4,
+                                  frames=32, size=32, test_fraction=0.5)
+    assert info.family == "events" and info.classes[1] == "right-left"
+    assert (info.num_train, info.num_test) == (8, 8)
+    saved = json.loads((tmp_path / "info.json").read_text())
+    assert saved["difficulty"] == 0.3 and saved["options"]["num_directions"] == 2
+    entry = read_video_list(info.test_list).entries[0]
+    assert probe_video(entry.path).num_frames == 32
+    with pytest.raises(ValueError, match="num_classes=9 but the events family"):
+        make_synthetic_dataset(tmp_path / "x", family="events", num_classes=9,
+                               num_directions=2, videos_per_class=2, frames=32, size=32)
+    with pytest.raises(ValueError, match="family must be 'flashes' or 'events', got 'dots'"):
+        make_synthetic_dataset(tmp_path / "y", family="dots")
+    with pytest.raises(ValueError, match="num_directions must be an integer in \\[2, 4\\]"):
+        make_synthetic_dataset(tmp_path / "z", family="events", num_directions=5)

@@ -157,3 +157,51 @@ def test_plan_command_bad_function(tmp_path: Path, capsys: pytest.CaptureFixture
         == 2
     )
     assert "must look like 'package.module:function'" in capsys.readouterr().err
+
+
+def _error_line(err: str, command: str) -> str:
+    """The one ``stageplan <command>: error:`` line, last on stderr, and no traceback."""
+    lines = [line for line in err.splitlines() if line.startswith(f"stageplan {command}: error: ")]
+    assert len(lines) == 1, err
+    assert err.rstrip("\n").splitlines()[-1] == lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_plan_command_expected_failures_are_one_line(tmp_path: Path) -> None:
+    """Each in its own process, as a user meets it: exit status 2 and one error line."""
+    import os
+
+    (tmp_path / "failing.py").write_text(
+        "def run(trial):\n    raise RuntimeError('out of memory in ' + trial.target.name)\n"
+        "def ok(trial):\n    for epoch in trial.epochs():\n        trial.report(float(epoch))\n"
+    )
+    graph = TransitionGraph.grid(("size", [1, 2]), ("lr", [0.1, 0.01]))
+    (tmp_path / "g.json").write_text(json.dumps(graph.to_dict()))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x\n")
+    base = ["plan", "--graph", str(tmp_path / "g.json"), "--quiet", "--max-epochs", "3", "--fn"]
+    store = str(tmp_path / "store")
+    cases = {
+        "no reachable final state": (
+            [*base, "failing:run", "--storage", store],
+            ["no final state was reached", "out of memory in",
+             f"a failed one's with its traceback, is in the storage {store}"],
+        ),
+        "storage is a file": ([*base, "failing:ok", "--storage", str(a_file)],
+                              ["exists and is not a directory"]),
+        "bad option": ([*base, "failing:ok", "--storage", store + "2", "--workers", "0"],
+                       ["workers must be an int >= 1, got 0"]),
+        "unwritable output": ([*base, "failing:ok", "--storage", store + "3", "--out",
+                               str(a_file / "plan.json")], [str(a_file)]),
+    }
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for name, (argv, expected) in cases.items():
+        done = subprocess.run([sys.executable, "-m", "stageplan", *argv], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert done.returncode == 2, (name, done.stderr)
+        line = _error_line(done.stderr, "plan")
+        assert all(text in line for text in expected), (name, line)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "store" / "transitions").glob("*")]
+    assert records and all(r["status"] == "failed" and "out of memory" in r["error"]
+                           for r in records)

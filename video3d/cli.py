@@ -23,6 +23,7 @@ re-run.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -189,7 +190,8 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if ctx.enabled and args.workers != 1:
         raise UsageError("with torchrun, use --workers 1 (the ranks share each transition)")
-    data = _data(args, cfg, sys.stderr)
+    # rank 0 alone names each unreadable video (every rank probes the same files)
+    data = _data(args, cfg, sys.stderr if ctx.is_main else io.StringIO())
     out = Path(args.out or f"runs/{cfg.name}")
     if ctx.is_main:
         print(f"planning preset {cfg.name!r}: model {cfg.model} (width {cfg.width}), clips "

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "feed_h200.py"
+LEVERS = {"today", "reuse", "uint8", "prepared", "prepared_fd", "feed"}
+
+
+def test_quick_run_writes_rows_per_state(tmp_path: Path) -> None:
+    out = tmp_path / "feed.json"
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--workdir", str(tmp_path / "w"),
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [(r["sampling"], r["clip_length"]) for r in rows] == [
+        ("consecutive", 16), ("uniform", 16)]
+    for row in rows:
+        assert row["consumed_source"] == "computed"
+        # DG-P3D-50 at 16x224^2: 23.63 GMACs -> 0.35 * 989e12 / (6 * MACs) clips/s.
+        assert abs(row["model_gmacs"] - 23.63) < 0.01
+        assert abs(row["consumed_clips_per_s"] - 2442) < 2
+        assert row["clips_per_s_per_core"] > 0
+        assert abs(row["cores_needed"] - row["consumed_clips_per_s"]
+                   / row["clips_per_s_per_core"]) < 0.1
+        assert LEVERS <= set(row["levers"])
+        assert row["levers"]["today"]["vs_today"] == 1.0
+    assert "consumed 2442 clips/s (computed)" in run.stdout
+    assert len(list((tmp_path / "w" / "prepared_fd").glob("*.mp4"))) == 2

@@ -10,3 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,dev]'
+# Optional torchcodec decoder (after the pinned torch; it must leave torch at 2.13.0).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[torchcodec]'
+.venv/bin/python -c "import sys, torch; v = torch.__version__; \
+sys.exit(None if v.split('+')[0] == '2.13.0' else f'setup: torch changed to {v}')"

@@ -294,12 +294,17 @@ def run_seed(job: dict[str, Any]) -> list[dict[str, Any]]:
     specs = [wl.GridSpec(**s) for s in job["grid"]]
     rows: list[dict[str, Any]] = []
 
+    partial = Path(job["partial"]) if job.get("partial") else None
+
     def done(row: dict[str, Any]) -> None:
         top1 = row["test_top1"]
         log(f"  seed {seed} {row['method']}: {row['epochs']} epochs, "
             f"{row['clip_frames'] / 1e3:.0f}k clip-frames, test top-1 "
             f"{'n/a' if top1 is None else f'{100 * top1:.1f}%'} ({row['seconds']:.0f} s)")
         rows.append(row)
+        if partial is not None:  # every finished method survives a run cut short
+            partial.write_text(json.dumps({"seed": seed, "rows": rows}, indent=1) + "\n",
+                               encoding="utf-8")
 
     with tempfile.TemporaryDirectory(prefix="planning_vs_peers-") as tmp:
         for extended in (True, False):
@@ -489,6 +494,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                           "plan_basic",
                                                                           "grid_oracle")],
                    help="methods left out (a reduced run; the result JSON names them)")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="do not run: merge the rows of these result files (complete, "
+                   "<name>.partial.json or <name>.seedN.partial.json) into one result, "
+                   "e.g. seeds run in separate commands")
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     p.add_argument("--out", help=f"results folder (default {RESULTS})")
     p.add_argument("--name", help="file prefix (default planning_vs_peers[_quick])")
@@ -535,6 +544,37 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def merge(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
+          overrides: dict[str, Any]) -> int:
+    """Combine the rows of earlier runs (one row per method and seed; later files win)."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    commands, wall = [], 0.0
+    for path in args.merge:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        for row in data.get("rows", []):
+            rows[(row["method"], int(row["seed"]))] = row
+        commands.append(data.get("command", path))
+        wall = max(wall, float(data.get("wall_seconds", 0.0)))
+    merged = sorted(rows.values(), key=lambda r: (r["seed"], METHODS.index(r["method"])))
+    args.seeds = sorted({int(r["seed"]) for r in merged})
+    done = {r["method"] for r in merged}
+    args.skip = [m for m in METHODS if m not in done]
+    specs = grid_for(cfg, args)
+    name = args.name or "planning_vs_peers"
+    out = Path(args.out) if args.out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    result = write_results(merged, args, argv, cfg, overrides, specs, wall, out, name)
+    result["merged_from"] = commands
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    plot(merged, out / f"{name}.png",
+         f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")
+    table = markdown_table(result["summary"])
+    (out / f"{name}.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(json.dumps(result["claim"], indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg, overrides = build_config(args)
@@ -543,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--totals is required for preset {cfg.name!r} (the grid's total "
                              "epochs, e.g. 30 60 120)")
         args.totals = DEFAULT_TOTALS[cfg.name]
+    if args.merge:
+        return merge(args, argv, cfg, overrides)
     from video3d.trainer import load_data
 
     load_data(args.data, cfg, stream=sys.stderr)  # fail early; generates a synthetic set once
@@ -558,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or ("planning_vs_peers_quick" if args.quick else "planning_vs_peers")
     out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        job["partial"] = str(out / f"{name}.seed{job['seed']}.partial.json")
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     if args.jobs > 1 and len(jobs) > 1:
@@ -577,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic() - started
     result = write_results(rows, args, argv, cfg, overrides, specs, wall, out, name)
     (out / f"{name}.partial.json").unlink(missing_ok=True)
+    for job in jobs:
+        Path(job["partial"]).unlink(missing_ok=True)
     summary, claim = result["summary"], result["claim"]
     plot(rows, out / f"{name}.png",
          f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")

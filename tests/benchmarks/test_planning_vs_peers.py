@@ -116,4 +116,15 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
     assert {"accuracy_holds_all", "compute_holds_all", "search_margin_holds",
             "default_holds"} <= set(claim)
     assert claim["mean_top1"]["plan"] == plan["test_top1"]
-    assert not (tmp_path / "out" / "planning_vs_peers_quick.partial.json").exists()
+    assert not list((tmp_path / "out").glob("*.partial.json"))  # removed once complete
+
+    # --merge rebuilds the same summary from the rows (seeds run by separate commands)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "merged"), "--merge",
+         str(tmp_path / "out" / "planning_vs_peers_quick.json")],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = json.loads((tmp_path / "merged" / "planning_vs_peers.json").read_text())
+    assert merged["summary"] == result["summary"] and merged["claim"] == result["claim"]
+    assert merged["grid_size"] == result["grid_size"] and merged["seeds"] == [0]

@@ -228,10 +228,12 @@ def probe_videos(
 ) -> dict[str, str]:
     """The unreadable videos among ``entries``: path -> the decoder's error.
 
-    Without a cache each file is opened and its first and last frame (by the index's frame
-    count) decoded, which finds files that are not videos, cut short or listed with too many
-    frames; with a cache each video is decoded whole into it, as a cached run needs anyway.
-    ``threads`` (default: the CPU count, at most 16) probe in parallel.
+    Without a cache each file is opened, its first frame decoded and its packets read without
+    decoding (:func:`_check_length`), which finds files that are not videos, do not decode, or
+    end well before the frame count their index lists (cut short); decoding up to the last
+    frame instead would cost a whole decode for videos with one keyframe. With a cache each
+    video is decoded whole into it, as a cached run needs anyway. ``threads`` (default: the
+    CPU count, at most 16) probe in parallel.
     """
     from video3d.data import VideoDecodeError, VideoReader
     from video3d.data.datasets import decode_failure_reason
@@ -243,7 +245,9 @@ def probe_videos(
             else:
                 with VideoReader(entry.path, num_frames=entry.num_frames,
                                  fps=entry.fps) as reader:
-                    reader.read([0, reader.num_frames - 1])
+                    reader.read([0])
+                    frames, rate = reader.num_frames, reader.fps
+                _check_length(entry.path, frames, rate)
         except (VideoDecodeError, ValueError) as exc:
             return decode_failure_reason(exc)
         return None
@@ -253,6 +257,37 @@ def probe_videos(
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique) or 1))) as pool:
         reasons = list(pool.map(check, unique))
     return {e.path: r for e, r in zip(unique, reasons) if r is not None}
+
+
+def _check_length(path: str, frames: int, rate: float) -> None:
+    """Reads the video packets of ``path`` (no decoding); raises when their timestamps end
+    before ``frames`` frames at ``rate`` fps, by more than 5% of them (at least 2 frames,
+    which leaves room for container headers that over-count by one)."""
+    import av
+
+    from video3d.data import VideoDecodeError
+
+    first = last = None
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if packet.size and stamp is not None:
+                    first = stamp if first is None else min(first, stamp)
+                    last = stamp if last is None else max(last, stamp)
+            base, start = stream.time_base, stream.start_time
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoDecodeError(f"cannot read its packets ({exc})", path=path) from exc
+    if first is None or last is None or base is None:
+        return  # no timestamps to judge by: the first frame decoded, trust the index
+    origin = start if start is not None else first
+    reach = round(float((last - origin) * base) * rate) + 1
+    if reach < frames - max(2, frames // 20):
+        raise VideoDecodeError(
+            f"its packets end at frame {reach} of the {frames} its index lists (cut short?)",
+            path=path,
+        )
 
 
 def _leave_out_unreadable(

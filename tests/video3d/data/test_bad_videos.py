@@ -31,25 +31,28 @@ def _random_bytes(path: Path, like: Path) -> Path:
     return path
 
 
-def _cut_in_half(path: Path, source: Path) -> Path:
+def _cut_in_half(path: Path, source: Path, keep: float = 0.5) -> Path:
     data = source.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(len(data) * keep)])
     return path
 
 
 @pytest.fixture
 def clips(make_video: Callable[..., Path], tmp_path: Path) -> dict[str, Path]:
-    """Three good videos (MP4, WebM) and the bad ones made from them."""
+    """Four good videos (MP4, WebM, AVI) and the bad ones made from them."""
     good = make_video("good.mp4", num_frames=FRAMES)
     webm = make_video("good.webm", kind="vp9-webm", num_frames=FRAMES)
+    avi = make_video("good.avi", kind="mpeg4-avi", num_frames=FRAMES)
     return {
         "good": good,
         "good2": make_video("good2.mp4", num_frames=FRAMES),
         "good-webm": webm,
+        "good-avi": avi,
         "random bytes": _random_bytes(tmp_path / "random.mp4", good),
         "truncated": _cut_in_half(tmp_path / "half.mp4", good),
-        # WebM keeps its header at the start: the cut file opens and decodes its first half.
+        # These open and decode their first frames: only their length gives them away.
         "truncated webm": _cut_in_half(tmp_path / "half.webm", webm),
+        "truncated avi": _cut_in_half(tmp_path / "part.avi", avi, keep=0.8),
     }
 
 
@@ -59,14 +62,17 @@ def _config(**changes: object) -> TrainConfig:
 
 def test_probe_finds_the_same_videos_with_and_without_the_cache(clips: dict[str, Path]) -> None:
     entries = [VideoEntry(str(p), 0, num_frames=FRAMES) for p in clips.values()]
-    bad = {str(clips[k]) for k in ("random bytes", "truncated", "truncated webm")}
+    bad = {str(clips[k]) for k in ("random bytes", "truncated", "truncated webm",
+                                   "truncated avi")}
     on_files = probe_videos(entries)
     cache = FrameCache()
     cached = probe_videos(entries, cache=cache, threads=2)
     assert set(on_files) == set(cached) == bad
     assert "cannot open as a video" in on_files[str(clips["random bytes"])]
-    assert "not found" in on_files[str(clips["truncated webm"])]  # its second half is gone
-    assert len(cache) == 3  # the good videos are decoded into the cache on the way
+    for cut in ("truncated webm", "truncated avi"):  # found without decoding to the end
+        assert "(cut short?)" in on_files[str(clips[cut])]
+        assert "not found" in cached[str(clips[cut])]  # the whole decode breaks off
+    assert len(cache) == 4  # the good videos are decoded into the cache on the way
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "truncated"])

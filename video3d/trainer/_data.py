@@ -11,8 +11,8 @@ memory; clips are then sampled and cropped from the cached frames with the same 
 transforms as :class:`video3d.data.VideoClipDataset` uses on the files.
 
 Unreadable videos: :func:`load_data` probes every video of the run before any training (in
-parallel; opening the file and decoding its first and last frame, or, for a cached run,
-decoding it whole into the cache). Each unreadable video is reported once (a warning naming
+parallel: it opens the file, decodes its first frame and reads its packets, or, for a cached
+run, decodes it whole into the cache). Each unreadable video is reported once (a warning naming
 the file and the decoder's error) and left out of its split; if more than
 ``max_bad_video_share`` of a split's videos are unreadable, :class:`DataError` stops the run
 instead. Videos that break later, while training, are replaced by another draw (cached and

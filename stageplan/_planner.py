@@ -112,31 +112,48 @@ def frontier(
     return out
 
 
-def resolve_storage(storage: PlanStorage | str | os.PathLike[str]) -> PlanStorage:
+def resolve_storage(
+    storage: PlanStorage | str | os.PathLike[str], *, checkpoints: object | None = None
+) -> PlanStorage:
     """Turn a directory path (or ``file://`` URL) into :class:`LocalStorage`; pass others on.
 
     Database URLs (``sqlite:///``, ``postgresql://``, ``journal:``) and Optuna storage
-    objects go to :mod:`integrations.optuna` when it is installed.
+    objects go to :mod:`integrations.optuna` when it is installed, with ``checkpoints`` (a
+    directory every worker can reach, ``s3://bucket``, or an artifact store) as the place for
+    checkpoints. A directory storage keeps its checkpoints inside it, and a storage object
+    was given its checkpoint location when it was made, so neither takes ``checkpoints``.
     """
     if isinstance(storage, PlanStorage):
+        _no_checkpoints_for(storage, checkpoints, "a storage object (pass it to its constructor)")
         return storage
     if isinstance(storage, Path):
+        _no_checkpoints_for(storage, checkpoints, "a directory storage (it keeps them inside)")
         return LocalStorage(storage)
     if isinstance(storage, str):
+        local = storage.startswith("file://") or "://" not in storage
+        if storage.startswith("journal:") or not local:
+            return _optuna_storage(storage, checkpoints)
+        _no_checkpoints_for(storage, checkpoints, "a directory storage (it keeps them inside)")
         if storage.startswith("file://"):
             return LocalStorage(storage[len("file://") :])
-        if "://" in storage or storage.startswith("journal:"):
-            return _optuna_storage(storage)
         return LocalStorage(storage)
     if type(storage).__module__.split(".")[0] == "optuna":  # an optuna BaseStorage object
-        return _optuna_storage(storage)
+        return _optuna_storage(storage, checkpoints)
     raise TypeError(
         f"storage must be a directory path, a storage URL or a PlanStorage, got "
         f"{type(storage).__name__} {storage!r}"
     )
 
 
-def _optuna_storage(storage: object) -> PlanStorage:
+def _no_checkpoints_for(storage: object, checkpoints: object | None, what: str) -> None:
+    if checkpoints is not None:
+        raise ValueError(
+            f"checkpoints={checkpoints!r} applies to database and journal storages only; "
+            f"storage {storage!r} is {what}"
+        )
+
+
+def _optuna_storage(storage: object, checkpoints: object | None) -> PlanStorage:
     try:
         adapter: Any = importlib.import_module("integrations.optuna")
     except ImportError as exc:
@@ -144,7 +161,7 @@ def _optuna_storage(storage: object) -> PlanStorage:
             f"storage {storage!r} needs the Optuna adapter (pip install 'stageplan[optuna]'): "
             f"{exc}"
         ) from exc
-    resolved: PlanStorage = adapter.OptunaStorage(storage)
+    resolved: PlanStorage = adapter.OptunaStorage(storage, checkpoints=checkpoints)
     return resolved
 
 
@@ -321,10 +338,8 @@ def _worker_loop(settings: _Settings, worker: str) -> None:
                 break
             except BaseException:
                 # Interrupted (Ctrl-C, SystemExit): free the claim at once so that a rerun,
-                # even in this same process, resumes the transition from its progress.
-                release = getattr(storage, "release", None)
-                if callable(release):
-                    release(edge, worker=worker)
+                # or another worker on any host, resumes the transition from its progress.
+                storage.release(edge, worker=worker)
                 raise
             if record.status == "failed" and settings.on_error == "raise":
                 raise TransitionFailedError(
@@ -415,6 +430,7 @@ def plan(
     run_transition: TransitionFn,
     *,
     storage: PlanStorage | str | os.PathLike[str],
+    checkpoints: object | None = None,
     rule: KneeRule | None = None,
     workers: int = 1,
     mode: str = "max",
@@ -451,6 +467,11 @@ def plan(
             runs in forked worker processes.
         storage: A directory (local storage), a storage URL handled by an installed adapter
             (``sqlite:///``, ``postgresql://``...), or a :class:`PlanStorage`.
+        checkpoints: For a database or journal storage: where checkpoints go, a place every
+            worker can reach (a shared directory, ``s3://bucket``, ``gs://bucket`` or an
+            ``optuna.artifacts`` store). Required for a database server, which cannot hold
+            them (refused before any transition runs); SQLite and journal files default to
+            ``<file>.artifacts/`` next to them.
         rule: The knee rule (default ``KneeRule()``; an unbounded rule gets
             ``max_epochs=300``).
         workers: Worker processes on this machine.
@@ -500,7 +521,7 @@ def plan(
         raise TypeError(f"rule must be a KneeRule, got {type(rule).__name__}")
     if rule.max_epochs is None:
         rule = KneeRule.from_dict({**rule.to_dict(), "max_epochs": DEFAULT_MAX_EPOCHS})
-    store = resolve_storage(storage)
+    store = resolve_storage(storage, checkpoints=checkpoints)
     store.open(graph.to_dict(), {"mode": mode, "rule": rule.to_dict()})
     stream: TextIO | None
     if progress is True:
@@ -522,7 +543,7 @@ def plan(
         stream=stream,
     )
     me = f"{socket.gethostname()}:{os.getpid()}"
-    if workers > 1 and getattr(store, "process_safe", True) is False:
+    if workers > 1 and not store.process_safe:
         raise ValueError(
             f"storage {store!r} cannot be shared by worker processes; use workers=1 or a "
             "directory, journal file or database storage"

@@ -139,6 +139,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             graph,
             fn,
             storage=args.storage,
+            checkpoints=args.checkpoints,
             rule=rule,
             workers=args.workers,
             mode=args.mode,
@@ -186,6 +187,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--graph", required=True, help="graph JSON file")
         p.add_argument("--fn", required=True, help="transition function 'module:function'")
         p.add_argument("--storage", required=True, help="directory or storage URL")
+        p.add_argument(
+            "--checkpoints",
+            help="with a database or journal --storage: where checkpoints go, a place every "
+            "worker reaches (shared directory, s3://bucket, gs://bucket); required for a "
+            "database server",
+        )
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--mode", choices=["max", "min"], default="max")
         p.add_argument("--family", default="exp")

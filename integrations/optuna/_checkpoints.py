@@ -108,11 +108,34 @@ class DirectoryCheckpoints:
             return
         _remove(self.root / ref)
 
+    def sweep(self, edge: EdgeKey, keep: set[str]) -> list[str]:
+        """Delete ``edge``'s checkpoints that no reference in ``keep`` names; return them.
+
+        A worker killed between writing a checkpoint and storing the progress that names it
+        leaves such a file behind; once the transition is finished nothing can need it.
+        """
+        folder = self.root / edge_slug(edge)
+        if not folder.is_dir():
+            return []
+        gone = []
+        for entry in sorted(folder.iterdir()):
+            ref = str(entry.relative_to(self.root))
+            if ref not in keep:
+                _remove(entry)
+                gone.append(ref)
+        return gone
+
 
 class ArtifactCheckpoints:
     """Checkpoints in an ``optuna.artifacts`` store, with a local scratch and cache directory."""
 
-    def __init__(self, store: Any, cache_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        store: Any,
+        cache_dir: str | os.PathLike[str],
+        *,
+        folder: str | os.PathLike[str] | None = None,
+    ) -> None:
         for method in ("open_reader", "write", "remove"):
             if not callable(getattr(store, method, None)):
                 raise TypeError(
@@ -121,13 +144,15 @@ class ArtifactCheckpoints:
                 )
         self.backend = store
         self.cache = Path(cache_dir).expanduser().resolve()
+        #: The directory of a ``FileSystemArtifactStore`` this package made (it can be
+        #: listed, so leftovers can be swept); ``None`` for a store the user passed.
+        self.folder = None if folder is None else Path(folder).expanduser().resolve()
 
     def __repr__(self) -> str:
         return f"ArtifactCheckpoints({self.backend!r}, cache_dir={str(self.cache)!r})"
 
     def describe(self) -> str:
-        base = getattr(self.backend, "_base_path", None)
-        where = f" at {base}" if base is not None else ""
+        where = f" at {self.folder}" if self.folder is not None else ""
         return f"artifact store {type(self.backend).__name__}{where}"
 
     def _scratch(self) -> Path:
@@ -230,6 +255,23 @@ class ArtifactCheckpoints:
                 f"could not delete checkpoint {ref!r} from {self.describe()}: {exc}"
             ) from exc
         _remove(self._cached(ref))
+
+    def sweep(self, edge: EdgeKey, keep: set[str]) -> list[str]:
+        """Delete ``edge``'s artifacts that ``keep`` does not name (listable stores only).
+
+        Only a file-system store made by this package can be listed; for a store passed in
+        (S3, GCS...) nothing is swept and a checkpoint written by a worker killed before it
+        stored its progress stays behind (a documented limit).
+        """
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        prefix = f"{edge_slug(edge)}-e"
+        gone = []
+        for entry in sorted(self.folder.iterdir()):
+            if entry.name.startswith(prefix) and entry.name not in keep:
+                self.delete(entry.name)
+                gone.append(entry.name)
+        return gone
 
 
 def copy_into(

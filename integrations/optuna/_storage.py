@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import pickle
-import re
 import socket
 import tempfile
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from integrations.optuna._checkpoints import ArtifactCheckpoints, DirectoryCheckpoints, copy_into
+from integrations.optuna._connect import forget_inherited, journal_path, mask, open_storage
 from stageplan.storage import (
     ClaimLostError,
     EdgeKey,
@@ -70,11 +69,6 @@ T_WORKER = ATTR_PREFIX + "worker"
 T_RECORD = ATTR_PREFIX + "record"  # the whole TransitionRecord; written last before the state
 
 _HEADER_WAIT_S = 15.0
-
-
-def _mask(url: str) -> str:
-    """Hide the password of a database URL."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def _jsonable(data: Any) -> Any:
@@ -168,18 +162,26 @@ class OptunaStorage:
     process only (``plan(..., workers=1)``).
 
     Checkpoints (choose at most one; the default depends on the storage):
+        * ``checkpoints``: where every worker keeps checkpoints, in one argument: a directory
+          path (``checkpoint_dir``), ``s3://bucket`` or ``gs://bucket`` (Optuna's
+          ``Boto3ArtifactStore`` / ``GCSArtifactStore``; boto3 or google-cloud-storage must be
+          installed), or an ``optuna.artifacts`` store object (``artifact_store``);
         * ``checkpoint_dir``: a plain directory (files and directories kept as written);
         * ``artifact_store``: any ``optuna.artifacts`` store (file system, S3, GCS); a
           checkpoint that is a directory is stored as a tar archive and unpacked on fetch;
         * ``artifacts_dir``: a ``FileSystemArtifactStore`` in that directory.
         * default: a ``FileSystemArtifactStore`` next to the file of a ``journal:`` or
           ``sqlite:///`` storage (``<file>.artifacts/``), a temporary directory for in-memory
-          storage; PostgreSQL and other servers need one of the options above (an error
-          says so when a checkpoint is first saved).
+          storage; PostgreSQL and other servers need one of the options above:
+          :meth:`open` refuses such a storage, before any transition runs, with a message
+          that says what to pass.
 
     Args:
         storage: A storage URL or an Optuna storage object.
         study_name: The study holding the plan (one plan per study).
+        checkpoints: A checkpoint location (directory, ``s3://bucket``, ``gs://bucket``) or an
+            ``optuna.artifacts`` store; what ``plan(..., checkpoints=...)`` and the command
+            lines' ``--checkpoints`` pass.
         artifact_store: An ``optuna.artifacts`` store for checkpoints.
         artifacts_dir: Directory of a ``FileSystemArtifactStore`` for checkpoints.
         checkpoint_dir: A plain checkpoint directory instead of an artifact store.
@@ -212,6 +214,7 @@ class OptunaStorage:
         storage: str | BaseStorage,
         *,
         study_name: str = "stageplan",
+        checkpoints: str | os.PathLike[str] | Any | None = None,
         artifact_store: Any | None = None,
         artifacts_dir: str | os.PathLike[str] | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -233,9 +236,29 @@ class OptunaStorage:
             )
         if not isinstance(study_name, str) or not study_name:
             raise ValueError(f"study_name must be a non-empty string, got {study_name!r}")
+        self._bucket_url: str | None = None
+        if checkpoints is not None:
+            if isinstance(checkpoints, os.PathLike):
+                checkpoints = os.fspath(checkpoints)
+            if isinstance(checkpoints, str):
+                kind, value = _checkpoint_location(checkpoints)
+                if kind == "bucket":
+                    self._bucket_url = value
+                elif checkpoint_dir is None:
+                    checkpoint_dir = value
+                else:
+                    raise ValueError(
+                        "pass at most one of checkpoints, checkpoint_dir; got both "
+                        f"({checkpoints!r}, {checkpoint_dir!r})"
+                    )
+            elif artifact_store is None:
+                artifact_store = checkpoints
+            else:
+                raise ValueError("pass at most one of checkpoints, artifact_store; got both")
         chosen = [
             n
             for n, v in (
+                ("checkpoints (s3:// or gs://)", self._bucket_url),
                 ("artifact_store", artifact_store),
                 ("artifacts_dir", artifacts_dir),
                 ("checkpoint_dir", checkpoint_dir),
@@ -273,12 +296,12 @@ class OptunaStorage:
     def label(self) -> str:
         """The storage as a string safe to print (passwords masked)."""
         if isinstance(self._spec, str):
-            return _mask(self._spec)
+            return mask(self._spec)
         url = getattr(self._spec, "url", None) or getattr(
             getattr(self._spec, "_backend", None), "url", None
         )
         if isinstance(url, str):
-            return _mask(url)
+            return mask(url)
         return type(self._spec).__name__
 
     def __repr__(self) -> str:
@@ -300,7 +323,7 @@ class OptunaStorage:
         if self._optuna is None or self._pid != pid:
             inherited = self._optuna
             if inherited is not None:
-                _forget_inherited(inherited)
+                forget_inherited(inherited)
             self._optuna = None
             self._claims = {}
             self._surrendered = set()
@@ -313,7 +336,7 @@ class OptunaStorage:
     def _connect(self, pid: int) -> BaseStorage:
         spec = self._spec
         if isinstance(spec, str):
-            return _storage_from_url(spec, self._journal_lock_grace)
+            return open_storage(spec, self._journal_lock_grace)
         if pid == self._origin_pid:
             return spec
         from optuna.storages import InMemoryStorage
@@ -353,19 +376,24 @@ class OptunaStorage:
             self._ckpt = DirectoryCheckpoints(self._checkpoint_dir)
             return self._ckpt
         store = self._artifact_store
+        folder: str | None = None
+        if store is None and self._bucket_url is not None:
+            store = _bucket_store(self._bucket_url)
         if store is None:
             folder = self._artifacts_dir or self._default_artifacts_dir()
             if folder is None:
                 raise StorageError(
-                    f"{self!r} has no checkpoint store: pass artifact_store=..., "
-                    "artifacts_dir=... or checkpoint_dir=... (a location every worker can "
-                    "reach) to OptunaStorage"
+                    f"storage {self.label} has no checkpoint location: a database server "
+                    "cannot hold checkpoints, so name a place every worker can reach: "
+                    "plan(..., checkpoints='/shared/checkpoints' or 's3://bucket'), "
+                    "--checkpoints on the stageplan/video3d command line, or "
+                    "OptunaStorage(..., checkpoints=...)"
                 )
             from optuna.artifacts import FileSystemArtifactStore
 
             Path(folder).mkdir(parents=True, exist_ok=True)
             store = FileSystemArtifactStore(folder)
-        self._ckpt = ArtifactCheckpoints(store, self._cache_root())
+        self._ckpt = ArtifactCheckpoints(store, self._cache_root(), folder=folder)
         return self._ckpt
 
     def _file_of_storage(self) -> str | None:
@@ -373,7 +401,7 @@ class OptunaStorage:
         url: Any = spec if isinstance(spec, str) else getattr(spec, "url", None)
         if isinstance(url, str):
             if url.startswith("journal:"):
-                return _journal_path(url)
+                return journal_path(url)
             if url.startswith("sqlite:///") and ":memory:" not in url and len(url) > 10:
                 return url[len("sqlite:///") :]
             return None
@@ -435,6 +463,7 @@ class OptunaStorage:
     def open(self, graph: dict[str, Any], meta: dict[str, Any]) -> None:
         from optuna.exceptions import DuplicatedStudyError
 
+        self._checkpoints()  # refuse a storage with no checkpoint location before any work
         backend = self._backend()
         wanted_graph = _jsonable(graph)
         wanted_meta = _jsonable(meta)
@@ -659,6 +688,33 @@ class OptunaStorage:
             return progress
         return None
 
+    def release(self, edge: EdgeKey, *, worker: str) -> None:
+        """Give up a claim without a record (the run was interrupted, e.g. by Ctrl-C).
+
+        The claimed trial is marked ``FAIL`` as released and a ``WAITING`` successor that
+        continues from the stored progress is enqueued at once, so any worker, on any host,
+        takes the transition over immediately instead of waiting out ``stale_after``.
+        """
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        claim = self._claims.pop(edge, None)
+        if claim is None:
+            return
+        backend = self._backend()
+        try:
+            backend.set_trial_user_attr(
+                claim.trial_id,
+                T_TAKEN_OVER,
+                {"worker": worker, "time": time.time(), "released": True},
+            )
+            backend.set_trial_state_values(claim.trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return  # finished, or taken over meanwhile: nothing of ours to give back
+        self._flush_deletes(claim, keep=claim.saved_refs)
+        self._create_successor(edge, backend.get_trial(claim.trial_id))
+        _log.info("transition %s: released by %s (interrupted)", edge_label(edge), worker)
+
     def _release(self, trial_id: int) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
@@ -767,6 +823,7 @@ class OptunaStorage:
         for ref in progress.checkpoints.values():
             if ref != record.checkpoint:
                 self._checkpoints().delete(ref)
+        self._checkpoints().sweep(record.edge, {record.checkpoint} if record.checkpoint else set())
 
     # -- progress and results -------------------------------------------------------------
     def _claim_of(self, edge: EdgeKey, worker: str) -> _Claim:
@@ -857,6 +914,7 @@ class OptunaStorage:
         keep = {record.checkpoint} if record.checkpoint else set()
         claim.pending_deletes -= keep
         self._flush_deletes(claim, keep=set())
+        self._checkpoints().sweep(record.edge, keep)
 
 
 def _record_attrs(record: TransitionRecord) -> dict[str, Any]:
@@ -887,61 +945,42 @@ def _final_state(record: TransitionRecord) -> tuple[Any, float | None]:
     return TrialState.FAIL, None
 
 
-def _journal_path(url: str) -> str:
-    path = url[len("journal:") :]
-    if path.startswith("//"):
-        path = path[2:]
-    return path
-
-
-def _storage_from_url(url: str, lock_grace: int) -> BaseStorage:
-    """Open the Optuna storage a URL names, with errors that name it."""
-    if url.startswith("journal:"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-
-        path = _journal_path(url)
-        if not path:
-            raise StorageError(f"storage {url!r}: expected 'journal:<path of the journal file>'")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise StorageError(
-                f"storage {url!r}: the journal file's directory {folder!r} does not exist"
+def _checkpoint_location(text: str) -> tuple[str, str]:
+    """Classify a ``checkpoints`` string: ``("bucket", url)`` or ``("dir", path)``."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        if not text.strip():
+            raise ValueError("checkpoints must name a directory or a bucket URL, got ''")
+        return "dir", text
+    if scheme == "file":
+        return "dir", rest
+    if scheme in ("s3", "gs"):
+        bucket = rest.strip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(
+                f"checkpoints {text!r}: expected {scheme}://<bucket> (a bucket of its own; "
+                "Optuna's artifact stores take no key prefix)"
             )
-        try:
-            lock = JournalFileSymlinkLock(path, grace_period=lock_grace)
-            return JournalStorage(JournalFileBackend(path, lock_obj=lock))
-        except Exception as exc:  # noqa: BLE001 - any failure, named
-            raise StorageError(f"cannot open journal storage {url!r}: {exc}") from exc
-    from optuna.storages import RDBStorage
+        return "bucket", f"{scheme}://{bucket}"
+    raise ValueError(
+        f"checkpoints {text!r}: expected a directory path, file://<dir>, s3://<bucket> or "
+        "gs://<bucket>"
+    )
 
-    scheme, _, rest = url.partition("://")
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if scheme in ("postgresql", "postgres"):
-        scheme = "postgresql+psycopg2" if _has("psycopg2") and not _has("psycopg") else scheme
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        url = f"{scheme}://{rest}"
-    elif scheme.startswith("postgresql+"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+
+def _bucket_store(url: str) -> Any:
+    """Optuna's artifact store for an ``s3://`` or ``gs://`` bucket."""
+    scheme, _, bucket = url.partition("://")
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as exc:  # noqa: BLE001
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if scheme == "s3":
+            from optuna.artifacts import Boto3ArtifactStore
+
+            return Boto3ArtifactStore(bucket)
+        from optuna.artifacts import GCSArtifactStore
+
+        return GCSArtifactStore(bucket)
+    except ImportError as exc:
+        package = "boto3" if scheme == "s3" else "google-cloud-storage"
         raise StorageError(
-            f"cannot open Optuna storage {_mask(url)!r}: {type(exc).__name__}: {_mask(detail)}"
+            f"checkpoints {url!r} need the {package} package (pip install {package}): {exc}"
         ) from exc
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def _forget_inherited(storage: Any) -> None:
-    """Let go of a storage inherited through fork without touching the parent's connections."""
-    for obj in (storage, getattr(storage, "_backend", None)):
-        engine = getattr(obj, "engine", None)
-        if engine is not None:
-            with contextlib.suppress(Exception):  # best effort
-                engine.dispose(close=False)

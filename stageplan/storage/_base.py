@@ -273,7 +273,25 @@ class PlanStorage(Protocol):
         ...
 
     def finish(self, record: TransitionRecord, *, worker: str) -> None:
-        """Store a finished transition atomically and drop its claim and progress."""
+        """Store a finished transition atomically and drop its claim and progress.
+
+        Checkpoints of the transition that the record does not keep (left by a worker
+        killed between writing a checkpoint and storing its progress) may be deleted.
+        """
+        ...
+
+    def release(self, edge: EdgeKey, *, worker: str) -> None:
+        """Give up this worker's claim without a record (the run was interrupted).
+
+        The stored progress and its checkpoints stay, and any worker, on any host, may claim
+        the transition at once and resume it. Releasing a claim this worker no longer holds
+        does nothing.
+        """
+        ...
+
+    @property
+    def process_safe(self) -> bool:
+        """Whether several worker processes may share this storage (``plan(workers=N)``)."""
         ...
 
     def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:

@@ -81,6 +81,11 @@ class LocalStorage:
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
 
+    @property
+    def process_safe(self) -> bool:
+        """Always true: claims are ``O_EXCL`` lock files, records are atomic renames."""
+        return True
+
     # -- paths ----------------------------------------------------------------------------
     def _record_path(self, edge: EdgeKey) -> Path:
         return self.root / "transitions" / f"{edge_slug(edge)}.json"
@@ -236,6 +241,21 @@ class LocalStorage:
         atomic_write_json(self._record_path(record.edge), record.to_dict())
         self._progress_path(record.edge).unlink(missing_ok=True)
         self._lock_path(record.edge).unlink(missing_ok=True)
+        self._sweep(record)
+
+    def _sweep(self, record: TransitionRecord) -> None:
+        """Delete the finished transition's checkpoints that its record does not keep.
+
+        A worker killed between writing a checkpoint and storing the progress that names it
+        leaves such a file behind; once the record is stored nothing can need it.
+        """
+        folder = self.root / "checkpoints" / edge_slug(record.edge)
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            ref = os.path.relpath(entry, self.root)
+            if record.checkpoint not in (ref, os.path.relpath(entry.resolve(), self.root)):
+                self.delete_checkpoint(ref)
 
     def release(self, edge: EdgeKey, *, worker: str) -> None:
         """Give up a claim without a record (the run was interrupted); progress is kept."""

@@ -63,12 +63,24 @@ def make_fn(log_path: str | None, sleep: float):
 RULE = KneeRule(delay=3, max_epochs=6)
 
 
+def run_transition(trial: Trial) -> None:
+    """The trainer as ``stageplan plan --fn plan_worker:run_transition`` loads it.
+
+    Configured through the environment: ``PLAN_WORKER_LOG`` (the epoch log) and
+    ``PLAN_WORKER_SLEEP`` (seconds per epoch).
+    """
+    fn = make_fn(os.environ.get("PLAN_WORKER_LOG"), float(os.environ.get("PLAN_WORKER_SLEEP", 0)))
+    fn(trial)
+
+
 def main(config_path: str) -> None:
     with open(config_path) as fh:
         cfg = json.load(fh)
     store = OptunaStorage(cfg["url"], study_name=cfg["study"], **cfg.get("storage_kwargs", {}))
     if not cfg.get("check_pids", True):
         store._check_local_pids = False  # take over by heartbeat age alone
+    if "start_at" in cfg:  # a fleet started at one instant (e.g. on a new database)
+        time.sleep(max(0.0, cfg["start_at"] - time.time()))
     plan(
         graph(),
         make_fn(cfg.get("log"), cfg.get("sleep", 0.05)),

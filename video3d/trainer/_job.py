@@ -240,6 +240,7 @@ def run_planning(
     *,
     out: str | Path,
     storage: str | None = None,
+    checkpoints: str | None = None,
     workers: int = 1,
     stream: TextIO | None = None,
     dist: DistContext | None = None,
@@ -250,7 +251,9 @@ def run_planning(
 ) -> JobResult | None:
     """Plan ``config``'s graph on ``data``; write ``plan.json``, pictures and ``results.json``.
 
-    Returns ``None`` on follower ranks of a distributed run (they only help planning).
+    ``checkpoints`` names where a database or journal ``storage`` keeps checkpoints (a
+    directory every machine reaches, ``s3://bucket``...). Returns ``None`` on follower ranks
+    of a distributed run (they only help planning).
     """
     from stageplan import plan as run_plan
     from stageplan import resolve_storage
@@ -263,7 +266,8 @@ def run_planning(
         trainer.follow()
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = resolve_storage(storage if storage else str(out_dir / "storage"))
+    store = resolve_storage(storage if storage else str(out_dir / "storage"),
+                            checkpoints=checkpoints)
     info = {"config": config.to_dict(), **data.description, "storage": storage
             or str(out_dir / "storage"), **(run_info or {})}
     (out_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,163 @@
+"""Opening the Optuna storage a URL names: journal files and SQLAlchemy databases.
+
+Optuna's ``RDBStorage`` creates its schema (tables, and on PostgreSQL enum types such as
+``studydirection``) the first time it connects to a database. Several processes doing that
+at once on a new PostgreSQL database fail with ``UniqueViolation`` on
+``pg_type_typname_nsp_index`` (optuna/optuna#1092; the maintainers' advice is to create the
+schema once before starting workers). A fleet of workers started against a new database is
+exactly that situation, so on PostgreSQL the schema step runs under a session-level advisory
+lock: one process creates the schema while the others wait, then find it and go on. The lock
+is tied to its connection, so a process killed while holding it releases it at once, and no
+timing guess is involved (a retry loop would have to guess how long the winner takes). Other
+databases (SQLite, MySQL) get a bounded retry of the same step instead: they have no advisory
+lock of this kind, and their race is a "table already exists" error that a second attempt
+resolves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from stageplan.storage import StorageError
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+__all__ = ["forget_inherited", "journal_path", "mask", "open_storage"]
+
+#: Advisory-lock key shared by every stageplan process on a PostgreSQL server ("stgpln").
+SCHEMA_LOCK_KEY = 0x737467706C6E
+_SCHEMA_RETRIES = 5
+
+T = TypeVar("T")
+
+
+def mask(url: str) -> str:
+    """Hide the password of a database URL.
+
+    >>> mask("postgresql://user:secret@db/plans")
+    'postgresql://user:***@db/plans'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def journal_path(url: str) -> str:
+    """The file a ``journal:`` URL names.
+
+    >>> journal_path("journal:///abs/plan.log"), journal_path("journal:plan.log")
+    ('/abs/plan.log', 'plan.log')
+    """
+    path = url[len("journal:") :]
+    if path.startswith("//"):
+        path = path[2:]
+    return path
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def open_storage(url: str, lock_grace: int) -> BaseStorage:
+    """Open the Optuna storage a URL names, with errors that name it."""
+    if url.startswith("journal:"):
+        return _open_journal(url, lock_grace)
+    scheme, _, rest = url.partition("://")
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    postgres = scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")
+    if scheme in ("postgresql", "postgres"):
+        scheme = "postgresql+psycopg2" if _has("psycopg2") and not _has("psycopg") else scheme
+        url = f"{scheme}://{rest}"
+    if postgres:
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        if postgres:
+            with _postgres_schema_lock(url, engine_kwargs):
+                return _rdb(url, engine_kwargs)
+        return _retry_schema_race(lambda: _rdb(url, engine_kwargs))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect, named
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"cannot open Optuna storage {mask(url)!r}: {type(exc).__name__}: {mask(detail)}"
+        ) from exc
+
+
+def _rdb(url: str, engine_kwargs: dict[str, Any]) -> BaseStorage:
+    from optuna.storages import RDBStorage
+
+    return RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def _open_journal(url: str, lock_grace: int) -> BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    path = journal_path(url)
+    if not path:
+        raise StorageError(f"storage {url!r}: expected 'journal:<path of the journal file>'")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StorageError(
+            f"storage {url!r}: the journal file's directory {folder!r} does not exist"
+        )
+    try:
+        lock = JournalFileSymlinkLock(path, grace_period=lock_grace)
+        return JournalStorage(JournalFileBackend(path, lock_obj=lock))
+    except Exception as exc:  # noqa: BLE001 - any failure, named
+        raise StorageError(f"cannot open journal storage {url!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _postgres_schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Hold a PostgreSQL session-level advisory lock while Optuna creates its schema."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        url, poolclass=NullPool, connect_args=engine_kwargs.get("connect_args", {})
+    )
+    try:
+        with engine.connect() as conn:
+            key = {"key": SCHEMA_LOCK_KEY}
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):  # closing the connection releases it too
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), key)
+                    conn.commit()
+    finally:
+        engine.dispose()
+
+
+def _is_schema_race(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    signs = ("already exists", "duplicate", "unique constraint", "database is locked")
+    return any(sign in text for sign in signs)
+
+
+def _retry_schema_race(step: Callable[[], T]) -> T:
+    """Run ``step``, again after a short wait when another process was creating the schema."""
+    for attempt in range(_SCHEMA_RETRIES):
+        try:
+            return step()
+        except Exception as exc:
+            if attempt == _SCHEMA_RETRIES - 1 or not _is_schema_race(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def forget_inherited(storage: Any) -> None:
+    """Let go of a storage inherited through fork without touching the parent's connections."""
+    for obj in (storage, getattr(storage, "_backend", None)):
+        engine = getattr(obj, "engine", None)
+        if engine is not None:
+            with contextlib.suppress(Exception):  # best effort
+                engine.dispose(close=False)

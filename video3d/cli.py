@@ -4,7 +4,7 @@ Commands::
 
     video3d data synth OUT                      # the synthetic motion-and-order dataset
     video3d data index --format ucf101 --videos ROOT --annotations DIR --out INDEX
-    video3d data prepare INDEX --out PREPARED   # re-encode: short side 288, keyframe every 16
+    video3d data prepare INDEX --out PREPARED   # re-encode: short side 256, keyframe every 8
     video3d plan --preset NAME [--data INDEX] [--config FILE] [--storage URL] [--workers N]
                  [--out DIR]                    # plan, pictures, test accuracy, hand-tuned
     video3d train --plan DIR/plan.json          # retrain the plan's fixed schedule
@@ -190,6 +190,16 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if ctx.enabled and args.workers != 1:
         raise UsageError("with torchrun, use --workers 1 (the ranks share each transition)")
+    if args.checkpoints is not None:
+        from stageplan import resolve_storage
+
+        if args.storage is None:
+            raise UsageError("--checkpoints needs --storage with a database or journal URL "
+                             "(the default directory storage keeps checkpoints inside it)")
+        try:
+            resolve_storage(args.storage, checkpoints=args.checkpoints)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     # rank 0 alone names each unreadable video (every rank probes the same files)
     data = _data(args, cfg, sys.stderr if ctx.is_main else io.StringIO())
     out = Path(args.out or f"runs/{cfg.name}")
@@ -201,7 +211,8 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
               f"videos; output {out}", file=sys.stderr)
     try:
         job = run_planning(
-            cfg, data, out=out, storage=args.storage, workers=args.workers, stream=stream,
+            cfg, data, out=out, storage=args.storage, checkpoints=args.checkpoints,
+            workers=args.workers, stream=stream,
             dist=ctx, device=args.device, baseline=not args.no_baseline,
             run_info={"preset": cfg.name, "config_file": args.config},
         )
@@ -382,9 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "reads (smaller, short keyframe interval) and write a new index")
     prep.add_argument("index", help="index directory (train.txt, test.txt, classes.txt)")
     prep.add_argument("--out", required=True, help="new index directory (videos/ inside)")
-    prep.add_argument("--short-side", type=int, default=288,
+    prep.add_argument("--short-side", type=int, default=256,
                       help="largest short side in pixels (256-320 is usual; never enlarges)")
-    prep.add_argument("--keyint", type=int, default=16, help="frames between keyframes")
+    prep.add_argument("--keyint", type=int, default=8, help="frames between keyframes")
     prep.add_argument("--crf", type=int, default=23, help="x264 quality (lower: better)")
     prep.add_argument("--preset", default="veryfast", help="x264 speed preset")
     prep.add_argument("--fastdecode", action="store_true",
@@ -406,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(plan, True)
     plan.add_argument("--storage", help="plan storage: a directory or a URL (sqlite:///..., "
                       "postgresql://...); default OUT/storage")
+    plan.add_argument("--checkpoints", help="with a database or journal --storage: where "
+                      "checkpoints go, a place every machine reaches (a shared directory, "
+                      "s3://bucket, gs://bucket); required for a database server")
     plan.add_argument("--workers", type=int, default=1, help="parallel transitions")
     plan.add_argument("--out", help="output directory (default runs/PRESET)")
     plan.add_argument("--no-baseline", action="store_true",

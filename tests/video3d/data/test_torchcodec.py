@@ -135,3 +135,33 @@ def test_index_longer_than_the_stream_is_an_error(videos) -> None:
         VideoDecodeError, match="torchcodec sees 100 frames"
     ):
         reader.read(np.arange(95, 110))
+
+
+def _cuda_backends() -> list:
+    import contextlib
+
+    backends = [contextlib.nullcontext]
+    with contextlib.suppress(ImportError):
+        from torchcodec.decoders import set_cuda_backend
+
+        backends.append(lambda: set_cuda_backend("beta"))
+    return backends
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (NVDEC)")
+@pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "h264-mp4-one-gop"])
+def test_exact_frames_on_nvdec(tc_videos, read_ids, kind: str) -> None:
+    errors = []
+    for backend in _cuda_backends():  # FFmpeg's CUDA decoder, else torchcodec's own NVDEC
+        try:
+            with backend(), TorchCodecReader(tc_videos[kind], device="cuda") as reader:
+                for indices in REQUESTS.values():
+                    clip = reader.read(indices)
+                    assert clip.device.type == "cuda"
+                    assert read_ids(clip.cpu()) == indices
+                crop = reader.read([3, 60], crop=(0, 0, 96, 128), size=(48, 64))
+                assert crop.device.type == "cuda" and tuple(crop.shape) == (2, 48, 64, 3)
+            return
+        except (VideoDecodeError, RuntimeError) as exc:
+            errors.append(str(exc)[:200])
+    pytest.fail(f"no CUDA backend decoded {kind}: {errors}")

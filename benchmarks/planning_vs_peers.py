@@ -433,6 +433,24 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def per_seed_table(rows: list[dict[str, Any]]) -> str:
+    """Test top-1 (%) and training clip-frames (k) of every method on every seed."""
+    seeds = sorted({r["seed"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    lines = ["| method | " + " | ".join(f"seed {s}: top-1 % (k clip-frames)" for s in seeds)
+             + " |", "|---|" + "---:|" * len(seeds)]
+    for method in methods:
+        cells = []
+        for seed in seeds:
+            row = next((r for r in rows if r["method"] == method and r["seed"] == seed), None)
+            if row is None or row["test_top1"] is None:
+                cells.append("n/a")
+            else:
+                cells.append(f"{100 * row['test_top1']:.1f} ({row['clip_frames'] / 1e3:.0f})")
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -568,7 +586,7 @@ def merge(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(merged, out / f"{name}.png",
          f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")
-    table = markdown_table(result["summary"])
+    table = markdown_table(result["summary"]) + "\n\n" + per_seed_table(merged)
     (out / f"{name}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     print(json.dumps(result["claim"], indent=1))
@@ -626,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     summary, claim = result["summary"], result["claim"]
     plot(rows, out / f"{name}.png",
          f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")
-    table = markdown_table(summary)
+    table = markdown_table(summary) + "\n\n" + per_seed_table(rows)
     (out / f"{name}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     for p in claim["per_seed"]:

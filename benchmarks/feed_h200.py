@@ -125,9 +125,8 @@ def _caller(dataset: Any) -> Any:
 # ------------------------------------------------------------------------------ CUDA only
 def measured_consumption(length: int, batch: int, steps: int) -> dict[str, float]:
     """DG-P3D-50 training steps on CUDA (bf16 autocast, channels-last 3d): clips/s and MFU."""
-    import torch
-
     import model_step
+    import torch
 
     from video3d.models import build_model
 
@@ -210,6 +209,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--frames", type=int, default=300, help="frames per video (30 fps)")
     parser.add_argument("--gop", type=int, default=32, help="keyframe interval of the sources")
+    parser.add_argument("--source-size", default="340x256",
+                        help="WIDTHxHEIGHT of the sources (e.g. 640x360 for raw YouTube-like)")
     parser.add_argument("--budget", type=float, default=3.0,
                         help="CPU-seconds per pipeline and state")
     parser.add_argument("--rounds", type=int, default=8)
@@ -226,6 +227,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.quick:
         args.videos, args.frames, args.budget, args.lengths, args.rounds = 2, 72, 0.2, [16], 2
+    try:
+        width, height = (int(v) for v in args.source_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--source-size must be WIDTHxHEIGHT, got {args.source_size!r}")
 
     import torch
 
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine_cores": os.cpu_count(), "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "torchcodec": torchcodec_problem or _torchcodec_version(),
-        "source": f"{args.videos} videos 340x256 h264, {args.frames} frames at 30 fps, "
+        "source": f"{args.videos} videos {width}x{height} h264, {args.frames} frames at 30 fps, "
                   f"keyframe every {args.gop}",
         "prepared": f"short side {args.short_side}, keyframe every {args.keyint}",
         "budget_cpu_s": args.budget, "rounds": args.rounds,
@@ -256,7 +261,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         source = sorted((root / "source").glob("bench_*.mp4"))
         if len(source) != args.videos:
-            source = make_videos(root / "source", args.videos, args.frames, args.gop)
+            source = make_videos(root / "source", args.videos, args.frames, args.gop,
+                                 size=(width, height))
         sets = {
             "source": source,
             "prepared": _prepare(source, root / "prepared", short_side=args.short_side,

@@ -35,13 +35,14 @@ from pathlib import Path
 import numpy as np
 
 
-def make_videos(root: Path, count: int, frames: int, gop: int, seed: int = 0) -> list[Path]:
-    """Writes ``count`` 340x256 h264 videos with moving textured content."""
+def make_videos(root: Path, count: int, frames: int, gop: int, seed: int = 0,
+                size: tuple[int, int] = (340, 256)) -> list[Path]:
+    """Writes ``count`` h264 videos (``size`` = width, height) with moving textured content."""
     import av
 
     rng = np.random.default_rng(seed)
     paths = []
-    height, width = 256, 340
+    width, height = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for v in range(count):
         path = root / f"bench_{v:03d}.mp4"
@@ -59,8 +60,9 @@ def make_videos(root: Path, count: int, frames: int, gop: int, seed: int = 0) ->
                 img = texture[:, shift : shift + width].astype(np.float32)
                 wave = 40 * np.sin((xx + 3 * f) / 17.0) * np.cos((yy - 2 * f) / 23.0)
                 img += wave[..., None]
-                cy, cx = 128 + 80 * np.sin(f / 20 + v), 170 + 120 * np.cos(f / 25)
-                img[(yy - cy) ** 2 + (xx - cx) ** 2 < 900] = 250
+                cy = height / 2 + 80 * (height / 256) * np.sin(f / 20 + v)
+                cx = width / 2 + 120 * (width / 340) * np.cos(f / 25)
+                img[(yy - cy) ** 2 + (xx - cx) ** 2 < 900 * (height / 256) ** 2] = 250
                 frame = np.clip(img, 0, 255).astype(np.uint8)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,7 +185,7 @@ def test_three_workers_on_postgres_survive_a_kill(
         "study": study_name,
         "storage_kwargs": {"checkpoint_dir": ckpt},
         "check_pids": False,  # detect the dead worker by its heartbeat alone
-        "stale_after": 1.5,
+        "stale_after": 4.0,  # above the slowest epoch on a loaded 2-core machine
     }
     store = OptunaStorage(postgres_url, study_name=study_name, checkpoint_dir=ckpt)
     try:
@@ -193,3 +194,174 @@ def test_three_workers_on_postgres_survive_a_kill(
     finally:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=study_name, storage=store._backend())
+
+
+def test_three_workers_on_sqlite_survive_a_kill(tmp_path: Path, reference: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    run = _run_three_workers_and_kill_one(tmp_path, {"url": url, "study": "plan"})
+    _check(run, OptunaStorage(url, study_name="plan"), reference)
+
+
+# -- the multi-machine recipe, as the README gives it: `stageplan plan` on every machine with
+# -- one --storage URL and one --checkpoints location, nothing else shared -------------------
+
+_CAN_FAKE_HOSTS = shutil.which("unshare") is not None and hasattr(os, "geteuid") and (
+    os.geteuid() == 0
+)
+
+
+def _machine_cmd(host: str | None, *args: str) -> list[str]:
+    """``stageplan plan ...`` as a process on machine ``host`` (own UTS namespace)."""
+    cmd = [sys.executable, "-m", "stageplan.cli", "plan", *args]
+    if host is None:
+        return cmd
+    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *cmd]
+
+
+def _cli_args(storage: str, graph_file: Path, *extra: str) -> list[str]:
+    return [
+        "--graph", str(graph_file), "--fn", "plan_worker:run_transition",
+        "--storage", storage, "--delay", "3", "--max-epochs", "6", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def _machine_env(home: Path, log: Path, sleep: float) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(WORKER.parent)]),
+        "PLAN_WORKER_LOG": str(log),
+        "PLAN_WORKER_SLEEP": str(sleep),
+        "TMPDIR": str(home),  # each machine its own scratch and checkpoint cache
+        "HOME": str(home),
+    }
+
+
+@pytest.fixture(scope="module")
+def cli_reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, int, float]]:
+    """The plan one uninterrupted `stageplan plan` makes on a directory storage."""
+    root = tmp_path_factory.mktemp("cli-ref")
+    graph_file = root / "graph.json"
+    graph_file.write_text(json.dumps(plan_worker.graph().to_dict()))
+    out = root / "plan.json"
+    env = _machine_env(root / "home", root / "log", 0.0)
+    proc = subprocess.run(
+        _machine_cmd(None, *_cli_args(str(root / "store"), graph_file, "--out", str(out))),
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _stages(out)
+
+
+def _stages(plan_file: Path) -> list[tuple[str, int, float]]:
+    from stageplan import Plan
+
+    p = Plan.load(plan_file)
+    return [(s.state, s.epochs, round(float(s.value or 0.0), 9)) for s in p.stages]
+
+
+def _wait_for(log: Path, pred: Any, timeout: float) -> tuple[str, int, int, float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for row in _log_lines(log):
+            if pred(row):
+                return row
+        time.sleep(0.05)
+    raise AssertionError(f"no epoch line matched within {timeout} s: {_log_lines(log)[-5:]}")
+
+
+def _storages(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if request.param == "journal":
+        return f"journal:{tmp_path / 'plan.log'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+@pytest.fixture(params=["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_storage(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return _storages(tmp_path, request)
+
+
+@pytest.mark.skipif(not _CAN_FAKE_HOSTS, reason="needs root and unshare to fake a second host")
+def test_ctrl_c_frees_the_claim_for_a_worker_on_another_host(
+    tmp_path: Path, shared_storage: str, cli_reference: list[tuple[str, int, float]]
+) -> None:
+    graph_file = tmp_path / "graph.json"
+    graph_file.write_text(json.dumps(plan_worker.graph().to_dict()))
+    ckpt = tmp_path / "shared-checkpoints"
+    log = tmp_path / "epochs.log"
+    args = _cli_args(shared_storage, graph_file, "--checkpoints", str(ckpt))
+    a = subprocess.Popen(
+        _machine_cmd("machine-a", *args), env=_machine_env(tmp_path / "a", log, 0.2),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        edge, epoch, _, _ = _wait_for(log, lambda r: r[1] >= 2, timeout=60)
+        a.send_signal(signal.SIGINT)
+        _, err = a.communicate(timeout=30)
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert a.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    interrupted_at = time.time()
+    # Machine B: default stale_after (600 s). It must take the transition at once.
+    b = subprocess.run(
+        _machine_cmd("machine-b", *args, "--out", str(tmp_path / "plan.json")),
+        env=_machine_env(tmp_path / "b", log, 0.0), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert b.returncode == 0, b.stderr[-3000:]
+    resumed = [r for r in _log_lines(log) if r[0] == edge and r[3] > interrupted_at]
+    assert resumed, f"machine b never ran {edge}"
+    assert resumed[0][3] - interrupted_at < 10.0
+    assert 1 <= resumed[0][1] <= epoch + 1, f"not resumed from a kept checkpoint: {resumed[:3]}"
+    assert _stages(tmp_path / "plan.json") == cli_reference
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _CAN_FAKE_HOSTS, reason="needs root and unshare to fake other hosts")
+def test_three_machines_share_only_a_new_database_and_a_checkpoint_location(
+    tmp_path: Path, fresh_postgres_url: str, cli_reference: list[tuple[str, int, float]]
+) -> None:
+    """The README recipe: started at once on a new database, one machine killed mid-way."""
+    graph_file = tmp_path / "graph.json"
+    graph_file.write_text(json.dumps(plan_worker.graph().to_dict()))
+    ckpt = tmp_path / "shared-checkpoints"
+    log = tmp_path / "epochs.log"
+    args = _cli_args(fresh_postgres_url, graph_file, "--checkpoints", str(ckpt))
+    procs = {
+        host: subprocess.Popen(
+            _machine_cmd(host, *args, "--stale-after", "2", "--out", f"{tmp_path}/{host}.json"),
+            env=_machine_env(tmp_path / host, log, 0.1),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for host in ("m1", "m2", "m3")
+    }
+    pids = {p.pid for p in procs.values()}
+    try:
+        _, _, victim_pid, _ = _wait_for(log, lambda r: r[1] >= 2 and r[2] in pids, timeout=90)
+    except AssertionError:
+        for p in procs.values():
+            p.kill()
+        raise
+    # The log holds the worker's pid as its namespace shows it: the real pid (no PID namespace).
+    victim = next(h for h, p in procs.items() if p.pid == victim_pid)
+    procs[victim].kill()
+    outputs = {h: p.communicate(timeout=180) for h, p in procs.items()}
+    for host, p in procs.items():
+        if host != victim:
+            assert p.returncode == 0, outputs[host][1][-3000:]
+            assert _stages(tmp_path / f"{host}.json") == cli_reference
+    store = OptunaStorage(fresh_postgres_url, study_name="stageplan", checkpoint_dir=ckpt)
+    for edge, states in _trial_states(store).items():
+        assert states.count(TrialState.COMPLETE) == 1, (edge, states)
+    kept = {r.checkpoint for r in store.records().values() if r.checkpoint}
+    on_disk = {str(p.relative_to(ckpt)) for p in ckpt.glob("*/*")}
+    assert on_disk <= kept, f"orphaned checkpoints: {sorted(on_disk - kept)}"
+
+
+def _trial_states(store: OptunaStorage) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for t in store.load_study().get_trials():
+        out[t.user_attrs["stageplan:edge"]].append(t.state)
+    return out

@@ -177,12 +177,14 @@ def run_fixed(trainer: Any, method: str, seed: int, sampling: str,
                    schedule=[[c, lr] for c, lr in epochs])
 
 
-def run_grid(trainer: Any, cfg: Any, seed: int, specs: list[wl.GridSpec]) -> dict[str, Any]:
+def run_grid(trainer: Any, cfg: Any, seed: int, specs: list[wl.GridSpec],
+             partial: Path | None = None) -> dict[str, Any]:
+    """Every grid schedule, shortest totals first (a run cut short keeps whole totals)."""
     before, started = trainer.compute.copy(), time.monotonic()
     candidates: list[dict[str, Any]] = []
-    for spec in specs:
+    for spec in sorted(specs, key=lambda sp: sp.total):  # stable: grid order within a total
         epochs = spec.epochs(cfg.clip_lengths, cfg.learning_rates)
-        c0 = trainer.compute.copy()
+        c0, t0 = trainer.compute.copy(), time.monotonic()
         model, _ = wl.train_epochs(trainer, spec.sampling, epochs, key=f"grid {spec.name}")
         clip = epochs[-1][0]
         val = trainer.evaluate(model, spec.sampling, clip)["metric"]
@@ -191,8 +193,12 @@ def run_grid(trainer: Any, cfg: Any, seed: int, specs: list[wl.GridSpec]) -> dic
         candidates.append({"name": spec.name, "sampling": spec.sampling,
                            "clip_schedule": spec.clip_schedule, "lr_schedule": spec.lr_schedule,
                            "total": spec.total, "val_metric": val, "test_top1": test["top1"],
-                           "test_top5": test["top5"], **spent.to_dict()})
+                           "test_top5": test["top5"], **spent.to_dict(),
+                           "seconds": round(time.monotonic() - t0, 1)})
         log(f"    seed {seed} grid {spec.name}: val {val:.3f} test top-1 {test['top1']:.3f}")
+        if partial is not None:
+            partial.write_text(json.dumps({"seed": seed, "grid_candidates": candidates},
+                                          indent=1) + "\n", encoding="utf-8")
     spent, seconds = trainer.compute.minus(before), time.monotonic() - started
     pick = max(candidates, key=lambda c: c["val_metric"])  # first best on ties
     oracle = max(candidates, key=lambda c: c["test_top1"])
@@ -306,6 +312,11 @@ def run_seed(job: dict[str, Any]) -> list[dict[str, Any]]:
             partial.write_text(json.dumps({"seed": seed, "rows": rows}, indent=1) + "\n",
                                encoding="utf-8")
 
+    if "plan_extended" in skip:  # a grid-only run (merged with the plan's run later)
+        grid = run_grid(trainer, cfg, seed, specs, partial and partial.with_suffix(".grid.json"))
+        done(grid["grid"])
+        done(grid["grid_oracle"])
+        return rows
     with tempfile.TemporaryDirectory(prefix="planning_vs_peers-") as tmp:
         for extended in (True, False):
             if not extended and "plan_basic" in skip:
@@ -329,7 +340,7 @@ def run_seed(job: dict[str, Any]) -> list[dict[str, Any]]:
                         tuple(cfg.samplings), tuple(job["clip_schedules"]),
                         tuple(job["lr_schedules"])))
     if "grid" not in skip:
-        grid = run_grid(trainer, cfg, seed, specs)
+        grid = run_grid(trainer, cfg, seed, specs, partial and partial.with_suffix(".grid.json"))
         done(grid["grid"])
         done(grid["grid_oracle"])
     return rows
@@ -402,8 +413,9 @@ def claim_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     with_grid = [p for p in per_seed if "accuracy_holds" in p]
     return {
         "per_seed": per_seed,
-        "accuracy_holds_all": bool(with_grid) and all(p["accuracy_holds"] for p in with_grid),
-        "compute_holds_all": bool(with_grid) and all(p["compute_holds"] for p in with_grid),
+        "accuracy_holds_all": all(p["accuracy_holds"] for p in with_grid) if with_grid
+        else None,
+        "compute_holds_all": all(p["compute_holds"] for p in with_grid) if with_grid else None,
         "mean_top1": means,
         "accuracy_holds_on_mean": holds("grid"),
         "search_margin_holds": holds("search", 0.01),
@@ -508,10 +520,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "3 with --quick)")
     p.add_argument("--basic", action="store_true", help="also plan the basic graph")
     p.add_argument("--skip", nargs="+", default=[], choices=[m for m in METHODS
-                                                             if m not in ("plan_extended",
-                                                                          "plan_basic",
+                                                             if m not in ("plan_basic",
                                                                           "grid_oracle")],
-                   help="methods left out (a reduced run; the result JSON names them)")
+                   help="methods left out (a reduced run; the result JSON names them); "
+                   "skipping plan_extended runs the grid alone (merge it with --merge)")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="do not run: merge the rows of these result files (complete, "
                    "<name>.partial.json or <name>.seedN.partial.json) into one result, "
@@ -526,6 +538,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.max_trials = 3
     if not args.basic:
         args.skip = [*args.skip, "plan_basic"]
+    needs_plan = {"plan_retrained", "default", "multigrid", "search"} - set(args.skip)
+    if "plan_extended" in args.skip and (needs_plan or "grid" in args.skip or args.basic):
+        p.error("--skip plan_extended runs the grid alone: also skip "
+                f"{sorted(needs_plan)} and keep grid")
     return args
 
 
@@ -641,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{name}.partial.json").unlink(missing_ok=True)
     for job in jobs:
         Path(job["partial"]).unlink(missing_ok=True)
+        Path(job["partial"]).with_suffix(".grid.json").unlink(missing_ok=True)
     summary, claim = result["summary"], result["claim"]
     plot(rows, out / f"{name}.png",
          f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -316,6 +317,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         payload = load_checkpoint_file(args.checkpoint)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from None
+    except pickle.UnpicklingError as exc:  # not a torch file, or not only weights
+        reason = str(exc).split(". ")[0]
+        raise UsageError(f"{args.checkpoint} is not a video3d trainer checkpoint: torch.load "
+                         f"cannot read it ({reason})") from None
     try:
         cfg = TrainConfig.from_dict(payload.get("config", {}))
     except ConfigError as exc:

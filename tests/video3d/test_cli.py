@@ -119,6 +119,8 @@ def _bad_inputs(tiny: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
     unknown_key.write_text(json.dumps({"learning_rate": 0.1}))
     bad_clip = tmp / "clip.toml"
     bad_clip.write_text("clip_lengths = [4, 6]\n")
+    junk = tmp / "junk.pt"
+    junk.write_bytes(bytes(range(256)) * 8)
     data = ["--data", str(tiny)]
     return {
         "unknown preset": (["plan", "--preset", "kinetics", *data], "unknown preset 'kinetics'"),
@@ -134,11 +136,13 @@ def _bad_inputs(tiny: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
                         "cannot take 6"),
         "plan file": (["train", "--plan", str(tmp / "missing.json")], "cannot read plan file"),
         "checkpoint": (["evaluate", str(tmp / "missing.pt")], "checkpoint not found"),
+        "not a checkpoint": (["evaluate", str(junk)], "junk.pt is not a video3d trainer "
+                             "checkpoint: torch.load cannot read it"),
     }
 
 
 CASES = ["unknown preset", "missing dataset", "classes vs preset", "label outside classes",
-         "unknown config key", "clip length", "plan file", "checkpoint"]
+         "unknown config key", "clip length", "plan file", "checkpoint", "not a checkpoint"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -38,6 +38,20 @@ class UsageError(Exception):
     """Bad input found before any training: printed as one line, exit status 2."""
 
 
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") \
+            from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device!r}: CUDA is not available here (use --device cpu)")
+
+
 def _fail(message: str) -> int:
     print(f"video3d: error: {' '.join(message.split())}", file=sys.stderr)  # one line
     return 2
@@ -454,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``video3d`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        _check_device(getattr(args, "device", None))
         return int(args.func(args))
     except UsageError as exc:
         return _fail(str(exc))

@@ -138,11 +138,14 @@ def _bad_inputs(tiny: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
         "checkpoint": (["evaluate", str(tmp / "missing.pt")], "checkpoint not found"),
         "not a checkpoint": (["evaluate", str(junk)], "junk.pt is not a video3d trainer "
                              "checkpoint: torch.load cannot read it"),
+        "device": (["plan", "--preset", "tiny", *data, "--device", "gpu"],
+                   "--device 'gpu' is not a torch device"),
     }
 
 
 CASES = ["unknown preset", "missing dataset", "classes vs preset", "label outside classes",
-         "unknown config key", "clip length", "plan file", "checkpoint", "not a checkpoint"]
+         "unknown config key", "clip length", "plan file", "checkpoint", "not a checkpoint",
+         "device"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -77,7 +77,11 @@ def load_function(spec: str) -> Any:
             raise CliError(f"--fn {spec!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if isinstance(obj, type):
-        obj = obj()
+        try:
+            obj = obj()
+        except TypeError as exc:  # a class whose constructor needs arguments
+            raise CliError(f"--fn {spec!r}: cannot create {attr} without arguments: {exc}") \
+                from exc
     if not callable(obj):
         raise CliError(f"--fn {spec!r} is not callable")
     return obj

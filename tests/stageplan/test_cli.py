@@ -175,6 +175,7 @@ def test_plan_command_expected_failures_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "failing.py").write_text(
         "def run(trial):\n    raise RuntimeError('out of memory in ' + trial.target.name)\n"
         "def ok(trial):\n    for epoch in trial.epochs():\n        trial.report(float(epoch))\n"
+        "class Needs:\n    def __init__(self, size):\n        self.size = size\n"
     )
     graph = TransitionGraph.grid(("size", [1, 2]), ("lr", [0.1, 0.01]))
     (tmp_path / "g.json").write_text(json.dumps(graph.to_dict()))
@@ -192,6 +193,8 @@ def test_plan_command_expected_failures_are_one_line(tmp_path: Path) -> None:
                               ["exists and is not a directory"]),
         "bad option": ([*base, "failing:ok", "--storage", store + "2", "--workers", "0"],
                        ["workers must be an int >= 1, got 0"]),
+        "class that needs arguments": ([*base, "failing:Needs", "--storage", store + "4"],
+                                       ["cannot create Needs without arguments"]),
         "unwritable output": ([*base, "failing:ok", "--storage", store + "3", "--out",
                                str(a_file / "plan.json")], [str(a_file)]),
     }

@@ -12,6 +12,13 @@ Modules (each documented with an example):
 * :mod:`.datasets`: :class:`VideoClipDataset` (train / val / test modes) and
   :func:`average_video_scores`.
 * :mod:`.synthetic`: :func:`make_synthetic_dataset`, a motion-and-order dataset on disk.
+* :mod:`._torchcodec`: :class:`TorchCodecReader`, the optional torchcodec decoder (CPU or
+  NVDEC) behind the reader interface; :func:`torchcodec_status` says whether it works here.
+* :mod:`._pool`: :class:`ReaderPool` (open readers reused inside a loader worker; set
+  ``VideoClipDataset.readers``) and :func:`open_reader` (decoder choice; PyAV by default).
+* :mod:`.device_transforms`: flips and normalisation on the batch's device, for loaders that
+  ship ``uint8`` crops (:class:`~.device_transforms.TrainCrop`).
+* :mod:`.prepare`: ``video3d data prepare``: re-encode a dataset for fast training reads.
 * :mod:`.errors`: :class:`VideoDecodeError`, :class:`IndexFormatError`,
   :class:`UnknownClassError`.
 

@@ -155,3 +155,13 @@ def test_cached_keyframes_keep_sparse_reads_exact(videos, read_ids) -> None:
         for _ in range(2):  # the second reader uses the cached index
             with VideoReader(videos[kind]) as reader:
                 assert read_ids(reader.read(wanted)) == wanted
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import video3d.data._pool as pool_module
+    import video3d.data._torchcodec as torchcodec_module
+
+    for module in (pool_module, torchcodec_module):
+        assert doctest.testmod(module).failed == 0

@@ -11,9 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from integrations.optuna import OptunaStorage
-from stageplan import StorageError
-
 REPO = Path(__file__).resolve().parents[2]
 
 _OPEN_AT = """
@@ -68,12 +65,3 @@ def test_workers_starting_at_once_on_a_new_sqlite_file_all_open_it(tmp_path: Pat
     for r in results:
         assert r.returncode == 0, r.stderr[-2000:]
 
-
-def test_an_unreachable_database_is_named_without_its_password() -> None:
-    store = OptunaStorage(
-        "postgresql://someone:hunter2@127.0.0.1:1/nothing", checkpoint_dir="/tmp/unused"
-    )
-    with pytest.raises(StorageError) as err:
-        store.open({"states": [], "edges": []}, {"mode": "max"})
-    assert "hunter2" not in str(err.value)
-    assert "someone:***@127.0.0.1:1/nothing" in str(err.value)

@@ -201,7 +201,9 @@ def test_foreign_study_refused(tmp_path: Path) -> None:
 def test_bad_storage_urls(tmp_path: Path) -> None:
     graph = plan_worker.graph().to_dict()
     with pytest.raises(StorageError, match=r"127\.0\.0\.1:1.*OperationalError") as info:
-        OptunaStorage("postgresql://someone:secret@127.0.0.1:1/nodb").open(graph, {})
+        OptunaStorage(
+            "postgresql://someone:secret@127.0.0.1:1/nodb", checkpoint_dir=str(tmp_path)
+        ).open(graph, {})
     assert "secret" not in str(info.value)
     with pytest.raises(StorageError, match="directory .*does-not-exist.* does not exist"):
         OptunaStorage(f"journal:{tmp_path / 'does-not-exist' / 'plan.log'}").records()
@@ -213,7 +215,7 @@ def test_bad_storage_urls(tmp_path: Path) -> None:
         OptunaStorage("sqlite:///x.db", checkpoint_dir="a", artifacts_dir="b")
     with pytest.raises(ValueError, match="study_name"):
         OptunaStorage("sqlite:///x.db", study_name="")
-    with pytest.raises(StorageError, match="no checkpoint store.*checkpoint_dir"):
+    with pytest.raises(StorageError, match="no checkpoint location.*checkpoints="):
         OptunaStorage("postgresql://u:p@127.0.0.1:1/x").checkpoint_path(EDGE, 1)
 
 
@@ -466,3 +468,105 @@ def test_plot_intermediate_values_builds(planned: tuple[OptunaStorage, Any]) -> 
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             ax = optuna.visualization.matplotlib.plot_intermediate_values(study)
         assert len(ax.get_lines()) == len(study.trials)
+
+
+# -- where checkpoints go: the documented forms, and refusals before any work ---------------
+
+
+def _tiny_graph() -> TransitionGraph:
+    return TransitionGraph.grid(("size", [8, 16]), ("lr", [0.1, 0.01]))
+
+
+def _rising(trial: Any) -> None:
+    for epoch in trial.epochs():
+        def save(path: str, epoch: int = epoch) -> None:
+            Path(path).write_text(str(epoch))
+
+        trial.report(min(epoch, 4) / 4 * trial.params["size"], save=save)
+
+
+@pytest.mark.postgres
+def test_the_readme_postgres_form_plans_with_a_checkpoint_location(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    rule = KneeRule.paper(delay=2, max_epochs=6)
+    want = plan(_tiny_graph(), _rising, storage=tmp_path / "ref", rule=rule, progress=False)
+    got = plan(
+        _tiny_graph(),
+        _rising,
+        storage=fresh_postgres_url,
+        checkpoints=tmp_path / "ckpt",
+        rule=rule,
+        progress=False,
+    )
+    assert [(s.state, s.epochs, s.value) for s in got.stages] == [
+        (s.state, s.epochs, s.value) for s in want.stages
+    ]
+    assert got.final_checkpoint and (tmp_path / "ckpt" / got.final_checkpoint).exists()
+    named = {r.checkpoint for r in got.transitions if r.checkpoint}
+    on_disk = {str(p.relative_to(tmp_path / "ckpt")) for p in (tmp_path / "ckpt").glob("*/*")}
+    assert got.final_checkpoint in on_disk and on_disk <= named
+
+
+@pytest.mark.postgres
+def test_a_database_without_a_checkpoint_location_is_refused_before_any_transition(
+    fresh_postgres_url: str,
+) -> None:
+    calls: list[Any] = []
+    with pytest.raises(StorageError) as err:
+        plan(_tiny_graph(), calls.append, storage=fresh_postgres_url, progress=False)
+    assert calls == []
+    message = str(err.value)
+    assert "checkpoints=" in message and "--checkpoints" in message
+    assert "stageplan:stageplan@" not in message  # the password is masked
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "expected"),
+    [
+        ("s3://", "expected s3://<bucket>"),
+        ("s3://bucket/some/prefix", "a bucket of its own"),
+        ("ftp://host/dir", "expected a directory path"),
+        ("", "must name a directory"),
+    ],
+)
+def test_a_bad_checkpoint_location_is_named(checkpoints: str, expected: str) -> None:
+    with pytest.raises(ValueError, match="checkpoints") as err:
+        OptunaStorage("sqlite:///unused.db", checkpoints=checkpoints)
+    assert expected in str(err.value)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("boto3") is not None, reason="boto3 is installed: nothing to name"
+)
+def test_a_bucket_without_its_client_library_is_refused_at_open(tmp_path: Path) -> None:
+    store = OptunaStorage(f"sqlite:///{tmp_path / 'p.db'}", checkpoints="s3://my-bucket")
+    with pytest.raises(StorageError, match="boto3"):
+        store.open(_tiny_graph().to_dict(), {"mode": "max"})
+
+
+def test_checkpoints_is_refused_for_a_directory_storage(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="directory storage"):
+        plan(_tiny_graph(), _rising, storage=tmp_path, checkpoints=tmp_path / "c", progress=False)
+
+
+def test_a_finished_transition_leaves_no_orphaned_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint written by a worker killed before storing its progress is swept."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    ckpt = tmp_path / "ckpt"
+    store = OptunaStorage(url, checkpoints=ckpt)
+    store.open(_tiny_graph().to_dict(), {"mode": "max", "rule": None})
+    edge = (_tiny_graph().edges[0][0].name, _tiny_graph().edges[0][1].name)
+    assert store.claim(edge, worker="w", stale_after=60) is not None
+    orphan = store.checkpoint_path(edge, 3)
+    Path(orphan).write_text("never named in any stored progress")
+    kept_path = store.checkpoint_path(edge, 2)
+    Path(kept_path).write_text("kept")
+    ref = store.store_checkpoint(edge, 2, kept_path)
+    record = TransitionRecord(
+        source=edge[0], target=edge[1], status="complete", values=[0.0, 1.0, 2.0],
+        knee_epoch=2, checkpoint_epoch=2, value=2.0, checkpoint=ref,
+    )  # fmt: skip
+    store.finish(record, worker="w")
+    assert not Path(orphan).exists()
+    assert Path(store.fetch_checkpoint(ref)).read_text() == "kept"

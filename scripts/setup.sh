@@ -12,5 +12,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,dev]'
 # Optional torchcodec decoder (after the pinned torch; it must leave torch at 2.13.0).
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[torchcodec]'
+# The lightning and transformers extras (in `all`) came after the pinned torch too; neither
+# may replace it:
 .venv/bin/python -c "import sys, torch; v = torch.__version__; \
 sys.exit(None if v.split('+')[0] == '2.13.0' else f'setup: torch changed to {v}')"

@@ -474,9 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except RuntimeError as exc:  # expected: every video drawn for a training item unreadable
         datasets = sys.modules.get("video3d.data.datasets")  # loaded if a dataset was built
-        if datasets is None or not isinstance(exc, datasets.UnreadableVideosError):
-            raise
-        return _fail(str(exc))
+        if datasets is not None and isinstance(exc, datasets.UnreadableVideosError):
+            return _fail(str(exc))
+        # the same, or an unreadable evaluation video, met in a DataLoader worker process
+        text = str(exc)
+        if text.startswith(("Caught VideoDecodeError ", "Caught UnreadableVideosError ")):
+            return _fail(f"{text.strip().splitlines()[-1]} (in a DataLoader worker)")
+        raise
     except OSError as exc:  # an unreadable video met after the probe, an unwritable output
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -312,3 +312,36 @@ def test_storage_and_output_errors_are_one_line(
         code, _, err = _run([*base, *extra], capsys)
         assert code == 2, name
         assert expected in _error_line(err), (name, err)
+
+
+def test_an_unreadable_video_met_in_a_loader_worker_is_one_line(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A video that passed the probe and breaks during the final evaluation, in a worker."""
+    from torch.utils.data._utils import ExceptionWrapper
+
+    from video3d.data import VideoDecodeError
+
+    def evaluate(self: VideoTrainer, *args: Any, **kwargs: Any) -> None:
+        try:
+            raise VideoDecodeError("decoding failed before frame 9", path="/data/v7.mp4")
+        except VideoDecodeError:
+            ExceptionWrapper(where="in DataLoader worker process 0").reraise()
+
+    checkpoint = tmp_path / "w.pt"
+    trainer = VideoTrainer(get_preset("tiny"), _tiny_bundle(tiny_data), device="cpu")
+    trainer.save_checkpoint(trainer.new_model(), str(checkpoint),
+                            {"sampling": "uniform", "clip_length": 4, "learning_rate": 0.05})
+    monkeypatch.setattr(VideoTrainer, "final_evaluate", evaluate)
+    code, _, err = _run(["evaluate", str(checkpoint), "--quiet"], capsys)
+    assert code == 2
+    line = _error_line(err)
+    assert line.endswith("VideoDecodeError: /data/v7.mp4: decoding failed before frame 9 "
+                         "(in a DataLoader worker)")
+
+
+def _tiny_bundle(tiny: Path) -> Any:
+    from video3d.trainer import load_data
+
+    return load_data(tiny, get_preset("tiny"), probe=False)

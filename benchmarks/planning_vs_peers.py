@@ -312,10 +312,16 @@ def run_seed(job: dict[str, Any]) -> list[dict[str, Any]]:
             partial.write_text(json.dumps({"seed": seed, "rows": rows}, indent=1) + "\n",
                                encoding="utf-8")
 
-    if "plan_extended" in skip:  # a grid-only run (merged with the plan's run later)
-        grid = run_grid(trainer, cfg, seed, specs, partial and partial.with_suffix(".grid.json"))
-        done(grid["grid"])
-        done(grid["grid_oracle"])
+    if "plan_extended" in skip:  # grid and/or search alone (merged with the plan's run later)
+        if "search" not in skip:
+            done(run_search(trainer, cfg, seed, int(job["search_budget"]), job["totals"],
+                            job["max_trials"], tuple(cfg.samplings),
+                            tuple(job["clip_schedules"]), tuple(job["lr_schedules"])))
+        if "grid" not in skip:
+            grid = run_grid(trainer, cfg, seed, specs,
+                            partial and partial.with_suffix(".grid.json"))
+            done(grid["grid"])
+            done(grid["grid_oracle"])
         return rows
     with tempfile.TemporaryDirectory(prefix="planning_vs_peers-") as tmp:
         for extended in (True, False):
@@ -519,6 +525,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-trials", type=int, help="cap on search trials (default: budget only; "
                    "3 with --quick)")
     p.add_argument("--basic", action="store_true", help="also plan the basic graph")
+    p.add_argument("--search-budget", type=int, metavar="CLIP_FRAMES",
+                   help="with --skip plan_extended: the search's budget (the plan's training "
+                   "clip-frames of that seed, from its run)")
     p.add_argument("--skip", nargs="+", default=[], choices=[m for m in METHODS
                                                              if m not in ("plan_basic",
                                                                           "grid_oracle")],
@@ -538,10 +547,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.max_trials = 3
     if not args.basic:
         args.skip = [*args.skip, "plan_basic"]
-    needs_plan = {"plan_retrained", "default", "multigrid", "search"} - set(args.skip)
-    if "plan_extended" in args.skip and (needs_plan or "grid" in args.skip or args.basic):
-        p.error("--skip plan_extended runs the grid alone: also skip "
-                f"{sorted(needs_plan)} and keep grid")
+    needs_plan = {"plan_retrained", "default", "multigrid"} - set(args.skip)
+    if "plan_extended" in args.skip:
+        if needs_plan or args.basic:
+            p.error("--skip plan_extended runs the grid and/or the search alone: also skip "
+                    f"{sorted(needs_plan)}")
+        if "search" not in args.skip and args.search_budget is None:
+            p.error("a search without the plan needs --search-budget (the plan's training "
+                    "clip-frames for that seed)")
     return args
 
 
@@ -630,7 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"seed": s, "config": cfg.to_dict(), "data": args.data, "device": args.device,
              "grid": [vars(sp) for sp in specs], "totals": list(args.totals),
              "max_trials": args.max_trials, "clip_schedules": clip_schedules,
-             "lr_schedules": lr_schedules, "skip": list(args.skip)} for s in args.seeds]
+             "lr_schedules": lr_schedules, "skip": list(args.skip),
+             "search_budget": args.search_budget} for s in args.seeds]
     name = args.name or ("planning_vs_peers_quick" if args.quick else "planning_vs_peers")
     out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)

@@ -123,18 +123,20 @@ def _caller(dataset: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ CUDA only
-def measured_consumption(length: int, batch: int, steps: int) -> dict[str, float]:
-    """DG-P3D-50 training steps on CUDA (bf16 autocast, channels-last 3d): clips/s and MFU."""
+def measured_consumption(length: int, batch: int, steps: int, *, device: str = "cuda",
+                         width: float = 1.0, size: int = 224) -> dict[str, float]:
+    """DG-P3D-50 training steps (CUDA: bf16 autocast, channels-last 3d): clips/s and MFU."""
     import model_step
     import torch
 
     from video3d.models import build_model
 
+    cuda = device == "cuda"
     result = model_step.time_steps(
-        lambda: build_model("dg_p3d_resnet50", num_classes=400, dropout=0.5),
-        name="dg_p3d_resnet50", device=torch.device("cuda"), batch=batch,
-        clip=(length, 224, 224), steps=steps, warmup=3, amp=True, channels_last=True,
-        peak_tflops=H200_BF16_TFLOPS, num_classes=400,
+        lambda: build_model("dg_p3d_resnet50", num_classes=400, dropout=0.5, width=width),
+        name="dg_p3d_resnet50", device=torch.device(device), batch=batch,
+        clip=(length, size, size), steps=steps, warmup=3 if cuda else 1, amp=cuda,
+        channels_last=cuda, peak_tflops=H200_BF16_TFLOPS, num_classes=400,
     )
     return {"clips_per_s": result.clips_per_s, "mfu": float(result.mfu or 0.0),
             "batch": batch}
@@ -161,8 +163,9 @@ def loader_rate(dataset: Any, workers: int, seconds: float, batch: int = 8) -> f
 
 
 def nvdec_rate(paths: list[Path], frames: int, sampling: str, length: int, seconds: float,
-               reuse: bool) -> dict[str, Any]:
-    """Clips/s decoded on the GPU by torchcodec (NVDEC), cropped, resized, normalised there."""
+               reuse: bool, device: str = "cuda") -> dict[str, Any]:
+    """Clips/s decoded on the GPU by torchcodec (NVDEC), cropped, resized, normalised there
+    (``device="cpu"`` runs the same loop on torchcodec's CPU decoder)."""
     import torch
 
     from video3d.data import ClipSampler, TorchCodecReader
@@ -170,10 +173,11 @@ def nvdec_rate(paths: list[Path], frames: int, sampling: str, length: int, secon
     from video3d.data.transforms import TrainTransform
 
     backends: list[tuple[str, Any]] = [("ffmpeg", contextlib.nullcontext)]
-    with contextlib.suppress(ImportError):
-        from torchcodec.decoders import set_cuda_backend
+    if device == "cuda":  # FFmpeg's CUDA decoder, then torchcodec's own NVDEC backend
+        with contextlib.suppress(ImportError):
+            from torchcodec.decoders import set_cuda_backend
 
-        backends.append(("beta", lambda: set_cuda_backend("beta")))
+            backends.append(("beta", lambda: set_cuda_backend("beta")))
     sampler = ClipSampler(sampling, length)  # type: ignore[arg-type]
     plan = TrainTransform(flip=False)
     errors = []
@@ -187,15 +191,16 @@ def nvdec_rate(paths: list[Path], frames: int, sampling: str, length: int, secon
                     path = str(paths[count % len(paths)])
                     reader = open_readers.get(path) if reuse else None
                     if reader is None:
-                        reader = TorchCodecReader(path, num_frames=frames, device="cuda")
+                        reader = TorchCodecReader(path, num_frames=frames, device=device)
                         if reuse:
                             open_readers[path] = reader
                     p = plan.plan(reader.height, reader.width, rng)
                     clip = reader.read(sampler.train_clip(frames, rng), crop=p.box, size=p.size)
-                    normalize_clips(clip[None], flip=random_flips(1, device="cuda"),
+                    normalize_clips(clip[None], flip=random_flips(1, device=device),
                                     dtype=torch.bfloat16)
                     count += 1
-                torch.cuda.synchronize()
+                if device == "cuda":
+                    torch.cuda.synchronize()
             return {"backend": name, "clips_per_s": count / (time.perf_counter() - start)}
         except Exception as exc:  # noqa: BLE001 - report why, try the next backend
             errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -219,7 +224,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--keyint", type=int, default=8, help="data prepare setting")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--workers", type=int, default=H200_CORES,
-                        help="DataLoader workers for the multi-core run (cuda only)")
+                        help="DataLoader workers of the multi-core loader run")
+    parser.add_argument("--loader", action="store_true",
+                        help="also time `feed` in a DataLoader with --workers processes (always "
+                        "with --device cuda)")
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="wall seconds of each loader and NVDEC measurement (cuda only)")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -301,13 +309,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                       "wall_clips_per_s": round(r[1], 2)}
                                for (name, rate), r in zip(per_core.items(), rates)},
                 }
+                if cuda or args.loader:
+                    row["loader_workers"] = args.workers
+                    row["loader_clips_per_s"] = round(loader_rate(
+                        pipes["feed"], args.workers, args.seconds), 1)
                 if measured is not None:
                     row["measured_consumption"] = measured
                     row["cores_needed_measured"] = round(measured["clips_per_s"] / feed, 1)
-                    feed_data = pipes["feed"]
-                    row["loader_workers"] = args.workers
-                    row["loader_clips_per_s"] = round(loader_rate(
-                        feed_data, args.workers, args.seconds), 1)
                     for reuse in (False, True):
                         key = "nvdec_reuse" if reuse else "nvdec"
                         row[key] = nvdec_rate(sets["prepared"], args.frames, sampling, length,

@@ -503,7 +503,7 @@ class VideoReader:
         if self._keyframes is None:
             key = self._keyframe_key()
             cached = _KEYFRAME_CACHE.get(key) if key is not None else None
-            if cached is not None:
+            if key is not None and cached is not None:
                 _KEYFRAME_CACHE.move_to_end(key)
                 self._keyframes = cached
                 return cached

@@ -269,8 +269,8 @@ def prepare_dataset(
         report.num_encoded += not result["reused"]
         report.bytes_out += os.path.getsize(target)
         done[source] = (target, int(result["num_frames"]))
-    for source, result in done.items():
-        if result is None and os.path.isfile(source):
+    for source, new in done.items():
+        if new is None and os.path.isfile(source):
             report.bytes_out += os.path.getsize(source)
     for name, index in indexes.items():
         entries = []

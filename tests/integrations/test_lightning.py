@@ -178,6 +178,56 @@ def test_load_weights_reads_a_plain_state_dict_and_refuses_other_files(tmp_path:
         load_weights(target, str(tmp_path / "list.pt"))
 
 
+class Crash(BaseException):
+    """Stands for a killed process: not an Exception, so the planner does not record it."""
+
+
+class CrashingNet(TinyNet):
+    crash_at: int | None = None
+
+    def on_fit_start(self) -> None:
+        EVENTS.append({"kind": "fit_start", "w": float(self.head.weight.sum()), "rank": 0})
+
+    def on_validation_epoch_end(self) -> None:
+        kind = "validate" if self.trainer.state.fn == "validate" else "val"
+        EVENTS.append({"kind": kind, "w": float(self.head.weight.sum()), "rank": 0})
+
+    def on_train_epoch_start(self) -> None:
+        if self.crash_at is not None and self.current_epoch == self.crash_at:
+            raise Crash
+
+
+def test_an_interrupted_transition_resumes_from_its_last_kept_weights(tmp_path: Path) -> None:
+    EVENTS.clear()
+
+    def crashing(params: dict[str, Any]) -> TinyNet:
+        torch.manual_seed(0)
+        return CrashingNet(float(params["learning_rate"]))
+
+    one = TransitionGraph.grid(("size", [6]), ("learning_rate", [0.2]))
+    run = LightningTransition(crashing, data, monitor="val_acc", trainer_kwargs=TRAINER)
+    rule = KneeRule(delay=2, min_epochs=4, max_epochs=5)  # runs past the crash at epoch 3
+    settings = {"storage": tmp_path, "rule": rule, "progress": False}
+    CrashingNet.crash_at = 2  # dies in its third training epoch, after reporting epoch 2
+    try:
+        with pytest.raises(Crash):
+            run.plan(one, **settings)
+    finally:
+        CrashingNet.crash_at = None
+    ours = {"validate", "fit_start", "val"}
+    first = [e for e in EVENTS if e["kind"] in ours]
+    assert [e["kind"] for e in first] == ["validate", "fit_start", "val", "val"]
+    EVENTS.clear()
+    result = run.plan(one, **settings)
+    (record,) = result.transitions
+    assert record.resumed_from == 2 and record.status == "complete"
+    # no epoch-0 validation again; the fit starts from the weights kept at epoch 2
+    again = [e for e in EVENTS if e["kind"] in ours]
+    assert again[0]["kind"] == "fit_start" and "validate" not in [e["kind"] for e in again]
+    assert again[0]["w"] == pytest.approx(first[-1]["w"])
+    assert len(record.values) == 3 + sum(e["kind"] == "val" for e in again)
+
+
 # -- DDP: two CPU processes with gloo, launched by torchrun -------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

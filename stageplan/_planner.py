@@ -186,7 +186,8 @@ def _log(settings: _Settings, text: str) -> None:
 
 def _run_one(
     settings: _Settings, edge: EdgeKey, worker: str, progress: Any, init_ref: str | None
-) -> TransitionRecord:
+) -> tuple[TransitionRecord, list[str]]:
+    """Run one transition; return its record and the checkpoints to delete once it is stored."""
     graph = settings.graph
     source, target = graph.state(edge[0]), graph.state(edge[1])
     tracker = settings.rule.tracker(mode=settings.mode)
@@ -221,10 +222,10 @@ def _run_one(
             **fields,
         )
 
-    def fail(message: str) -> TransitionRecord:
-        trial._discard()
+    def fail(message: str) -> tuple[TransitionRecord, list[str]]:
+        drop = trial._discard()
         _log(settings, f"{tag}: FAILED: {message.strip().splitlines()[-1]}")
-        return make("failed", error=message)
+        return make("failed", error=message), drop
 
     reported = [trial.epoch]
 
@@ -265,15 +266,16 @@ def _run_one(
         if knee is None or knee not in finite:
             knee = max(finite, key=lambda e: (sign * trial.values[e], -e))
     try:
-        ckpt_epoch, ref = trial._finalize(knee)
+        ckpt_epoch, ref, drop = trial._finalize(knee)
     except Exception:  # noqa: BLE001
         return fail(traceback.format_exc())
     value = trial.values[ckpt_epoch]
     if not math.isfinite(value):
-        return fail(
+        failed, more = fail(
             f"transition {edge_label(edge)}: the value of the kept epoch {ckpt_epoch} is not "
             f"finite ({value}); the run diverged"
         )
+        return failed, drop + more
     record = make(
         "complete", knee_epoch=knee, checkpoint_epoch=ckpt_epoch, value=value, checkpoint=ref
     )
@@ -282,7 +284,7 @@ def _run_one(
         f"{tag}: done after {record.epochs} epochs, knee {ckpt_epoch}, value {value:.4g} "
         f"({decision.reason if trial.should_stop() else 'ended by trainer'})",
     )
-    return record
+    return record, drop
 
 
 def _dec(trial: Trial) -> dict[str, Any] | None:
@@ -331,8 +333,11 @@ def _worker_loop(settings: _Settings, worker: str) -> None:
             init_ref = best.checkpoint if best is not None else settings.start_checkpoint
             ran = True
             try:
-                record = _run_one(settings, edge, worker, progress, init_ref)
+                record, drop = _run_one(settings, edge, worker, progress, init_ref)
                 storage.finish(record, worker=worker)
+                # Only now, with the record stored, can nothing resume from these.
+                for ref in drop:
+                    storage.delete_checkpoint(ref)
             except ClaimLostError as exc:
                 _log(settings, f"[{worker}] {edge_label(edge)}: dropped: {exc}")
                 break

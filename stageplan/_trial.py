@@ -238,8 +238,13 @@ class Trial:
     def _tracker_sign(self) -> float:
         return -1.0 if self._tracker.mode == "min" else 1.0
 
-    def _finalize(self, knee_epoch: int) -> tuple[int, str | None]:
-        """Keep only the knee's checkpoint; return ``(checkpoint_epoch, checkpoint_ref)``."""
+    def _finalize(self, knee_epoch: int) -> tuple[int, str | None, list[str]]:
+        """Choose the knee's checkpoint: ``(checkpoint_epoch, checkpoint_ref, to_delete)``.
+
+        Nothing is deleted here: the stored progress still names the other checkpoints, and a
+        worker that takes over after a crash before the record is stored resumes from them.
+        The planner deletes ``to_delete`` once the record is stored.
+        """
         if knee_epoch == 0 or not self._saved_any:
             chosen_epoch, ref = knee_epoch, None
             if knee_epoch == 0 and self._init_ref is not None:
@@ -249,13 +254,12 @@ class Trial:
         else:
             chosen_epoch = min(self._kept, key=lambda e: (abs(e - knee_epoch), e))
             ref = self._kept[chosen_epoch]
-        for epoch, other in list(self._kept.items()):
-            if other != ref:
-                self._storage.delete_checkpoint(other)
-                del self._kept[epoch]
-        return chosen_epoch, ref
+        drop = [other for other in self._kept.values() if other != ref]
+        self._kept = {e: r for e, r in self._kept.items() if r == ref}
+        return chosen_epoch, ref, drop
 
-    def _discard(self) -> None:
-        for ref in self._kept.values():
-            self._storage.delete_checkpoint(ref)
+    def _discard(self) -> list[str]:
+        """Forget every kept checkpoint; return them for deletion once the record is stored."""
+        drop = list(self._kept.values())
         self._kept.clear()
+        return drop

@@ -75,11 +75,17 @@ def open_storage(url: str, lock_grace: int) -> BaseStorage:
         url = f"{scheme}://{rest}"
     if postgres:
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    sqlite = scheme.startswith("sqlite")
+    if sqlite:
+        engine_kwargs["connect_args"] = {"timeout": 60}  # wait for the write lock, not fail
     try:
         if postgres:
             with _postgres_schema_lock(url, engine_kwargs):
                 return _rdb(url, engine_kwargs)
-        return _retry_schema_race(lambda: _rdb(url, engine_kwargs))
+        storage = _retry_schema_race(lambda: _rdb(url, engine_kwargs))
+        if sqlite:
+            _serialise_sqlite_transactions(storage)
+        return storage
     except Exception as exc:  # noqa: BLE001 - any failure to connect, named
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
@@ -134,6 +140,32 @@ def _postgres_schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[N
                     conn.commit()
     finally:
         engine.dispose()
+
+
+def _serialise_sqlite_transactions(storage: Any) -> None:
+    """Make every SQLite transaction of ``storage`` take the write lock when it begins.
+
+    Optuna claims a trial by reading its state and updating it in one transaction
+    (``SELECT ... FOR UPDATE`` on servers). SQLite ignores ``FOR UPDATE`` and Python's
+    sqlite3 starts a transaction only at the first write, so two processes could both read
+    ``WAITING`` and both move the trial to ``RUNNING``: the fault-injection soak caught two
+    live workers training one transition. ``BEGIN IMMEDIATE`` (SQLAlchemy's documented
+    recipe for pysqlite) takes the lock before the read, so claims are compare-and-set again.
+    SQLite serialises writers anyway, so little concurrency is lost.
+    """
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below starts them
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed are not reused
 
 
 def _is_schema_race(exc: BaseException) -> bool:

@@ -247,9 +247,19 @@ class LocalStorage:
         """Delete the finished transition's checkpoints that its record does not keep.
 
         A worker killed between writing a checkpoint and storing the progress that names it
-        leaves such a file behind; once the record is stored nothing can need it.
+        leaves such a file behind; once the record is stored nothing can need it. So do the
+        temporary files of an atomic write, or the renamed lock of a take-over, cut short
+        by a kill.
         """
-        folder = self.root / "checkpoints" / edge_slug(record.edge)
+        slug = edge_slug(record.edge)
+        for folder, pattern in (
+            (self.root / "transitions", f".{slug}.json.*.tmp"),
+            (self.root / "running", f".{slug}.progress.json.*.tmp"),
+            (self.root / "running", f"{slug}.lock.stale-*"),
+        ):
+            for leftover in folder.glob(pattern):
+                leftover.unlink(missing_ok=True)
+        folder = self.root / "checkpoints" / slug
         if not folder.is_dir():
             return
         for entry in folder.iterdir():

@@ -142,3 +142,20 @@ def test_a_missing_monitor_fails_naming_the_metrics(tmp_path: Path) -> None:
     with pytest.raises(TransitionFailedError, match="eval_f1.*eval_loss"):
         plan(graph, run, storage=tmp_path / "plan", on_error="raise", progress=False,
              rule=KneeRule(delay=1, max_epochs=2))
+
+
+def test_a_pretrained_start_is_loaded_with_from_pretrained(tmp_path: Path) -> None:
+    model = BertForSequenceClassification(CONFIG)
+    with torch.no_grad():  # always predicts class 1
+        model.classifier.bias.copy_(torch.tensor([-50.0, 50.0]))
+    model.save_pretrained(tmp_path / "start")
+    run = TransformersTransition(
+        BertForSequenceClassification, pretrained=str(tmp_path / "start"), datasets=datasets,
+        args=args(tmp_path), monitor="accuracy", trainer_kwargs={"compute_metrics": accuracy},
+    )
+    graph = TransitionGraph.grid(("seq_len", [8]), ("learning_rate", [1e-9]))
+    result = plan(graph, run, storage=tmp_path / "plan", progress=False,
+                  rule=KneeRule(delay=1, max_epochs=1))
+    (t,) = result.transitions
+    _, evaluation = datasets({"seq_len": 8})
+    assert t.values[0] == pytest.approx(float(evaluation.labels.float().mean()))

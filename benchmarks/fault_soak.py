@@ -1,4 +1,4 @@
-"""Fault-injection soak: kill planning workers at chosen points, restart them, check nothing is lost.
+"""Fault-injection soak: kill planning workers at chosen points, restart them, lose nothing.
 
 The paper graph (clip lengths x learning rates x samplings) is planned with a deterministic
 synthetic trainer by ``--workers`` worker processes sharing one storage (a directory, a
@@ -545,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         reference = _reference(args.quick, root / "reference")
         print(
             f"reference: {len(reference['records'])} transitions, "
-            f"{sum(reference['epochs'].values())} epochs, plan {[s[0] for s in reference['stages']]}",
+            f"{sum(reference['epochs'].values())} epochs, plan "
+            f"{[s[0] for s in reference['stages']]}",
             flush=True,
         )
         results = []

@@ -525,3 +525,52 @@ def test_ctrl_c_frees_the_claim_so_a_rerun_in_the_same_process_resumes(tmp_path:
     )
     assert time.monotonic() - started < 60, "the rerun waited for a stale claim"
     assert result.transitions[0].resumed_from == 3
+
+
+class _Crash(BaseException):
+    """Stands for a kill: nothing after it runs in this process."""
+
+
+def test_a_crash_while_the_record_is_stored_loses_no_checkpoint(tmp_path: Path) -> None:
+    """The checkpoints that stored progress names stay until the record is stored.
+
+    Found by benchmarks/fault_soak.py: a worker killed while writing a finished transition's
+    record had already deleted every checkpoint but the knee's, so the worker that took the
+    transition over could not load the one it had to resume from, and recorded a failure.
+    """
+    graph = TransitionGraph.grid(("size", [8, 16]), ("lr", [0.1, 0.01]))
+
+    def fn(trial: Trial) -> None:
+        start = 0.0
+        if trial.init_checkpoint is not None:
+            start = json.loads(Path(trial.init_checkpoint).read_text())["value"]
+        for epoch in trial.epochs():
+            value = curve(start, 0.5, epoch)
+
+            def save(path: str, value: float = value) -> None:
+                Path(path).write_text(json.dumps({"value": value}))
+
+            trial.report(value, save=save)
+
+    want = plan(graph, fn, storage=tmp_path / "ref", rule=RULE, progress=False)
+    store = LocalStorage(tmp_path / "crash")
+    real_finish = store.finish
+    calls = [0]
+
+    def finish(record: Any, *, worker: str) -> None:
+        calls[0] += 1
+        if calls[0] == 2:  # the second transition to finish: die before its record lands
+            raise _Crash()
+        real_finish(record, worker=worker)
+
+    store.finish = finish  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        plan(graph, fn, storage=store, rule=RULE, progress=False)
+    store.finish = real_finish  # type: ignore[method-assign]
+    got = plan(graph, fn, storage=store, rule=RULE, progress=False)
+    assert all(r.status == "complete" for r in got.transitions), [
+        (r.edge, r.error) for r in got.transitions if r.status != "complete"
+    ]
+    assert [(s.state, s.epochs, s.value) for s in got.stages] == [
+        (s.state, s.epochs, s.value) for s in want.stages
+    ]

@@ -214,7 +214,7 @@ def _plan_job(args: argparse.Namespace, ctx: Any) -> int:
         try:
             resolve_storage(args.storage, checkpoints=args.checkpoints)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"--checkpoints: {exc}") from None
     # rank 0 alone names each unreadable video (every rank probes the same files)
     data = _data(args, cfg, sys.stderr if ctx.is_main else io.StringIO())
     out = Path(args.out or f"runs/{cfg.name}")

@@ -345,3 +345,25 @@ def _tiny_bundle(tiny: Path) -> Any:
     from video3d.trainer import load_data
 
     return load_data(tiny, get_preset("tiny"), probe=False)
+
+
+def test_checkpoint_location_errors_are_one_line_before_training(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["plan", "--preset", "tiny", "--data", str(tiny_data), "--quiet"]
+    cases = {
+        "--checkpoints alone": (["--checkpoints", str(tmp_path / "c")],
+                                "--checkpoints needs --storage"),
+        "with a directory storage": (["--storage", str(tmp_path / "s"), "--checkpoints",
+                                      str(tmp_path / "c")], "directory storage"),
+        "a database without one": (["--storage", "postgresql://u:secret@127.0.0.1:1/x"],
+                                   "no checkpoint location"),
+    }
+    for i, (name, (extra, expected)) in enumerate(cases.items()):
+        out = tmp_path / f"o{i}"
+        code, _, err = _run([*base, *extra, "--out", str(out)], capsys)
+        assert code == 2, name
+        line = _error_line(err)
+        assert expected in line and "--checkpoints" in line, (name, err)
+        assert "secret" not in err
+        assert not list(out.rglob("plan.json")), name  # nothing was trained

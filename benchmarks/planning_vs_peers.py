@@ -14,9 +14,10 @@ initial weights:
   and its compute is the whole grid's. Every candidate is also scored on test for an *oracle*
   row (the best grid schedule chosen on test: not a method, the grid's upper bound).
 * **strong default**: cosine LR from the first LR at the longest clip, for the plan's number
-  of epochs, with the plan's final sampling (a practitioner's first try; equal epochs).
+  of epochs (a practitioner's first try; equal epochs), trained with each sampling strategy and
+  picked on validation (its compute counts both runs).
 * **multigrid**: a multigrid-style long cycle (short-to-long clips inside each step of a 3-step
-  LR schedule), the plan's epochs and final sampling.
+  LR schedule), the plan's epochs, each sampling, picked on validation.
 * **Optuna search**: TPE with a Hyperband pruner over the grid's parameters (sampling, clip
   schedule, LR schedule, total epochs in the grid's range), the validation metric reported after
   every epoch; its budget is the training clip-frames the extended-graph planning spent for
@@ -164,16 +165,26 @@ def run_retrained(trainer: Any, plan_row: dict[str, Any], seed: int) -> dict[str
     return _record("plan_retrained", seed, spent, seconds, val, test)
 
 
-def run_fixed(trainer: Any, method: str, seed: int, sampling: str,
+def run_fixed(trainer: Any, method: str, seed: int, samplings: tuple[str, ...],
               epochs: list[tuple[int, float]]) -> dict[str, Any]:
-    """One fixed schedule with one optimiser (the default and the multigrid cycle)."""
+    """One fixed schedule with one optimiser (the default and the multigrid cycle), trained with
+    every sampling strategy; the best on the validation split is the method's model, and its
+    compute counts every run."""
     before, started = trainer.compute.copy(), time.monotonic()
-    model, _ = wl.train_epochs(trainer, sampling, epochs, key=method)
     clip = epochs[-1][0]
-    val = trainer.evaluate(model, sampling, clip)["metric"]
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, str, Any] | None = None
+    for sampling in samplings:
+        model, _ = wl.train_epochs(trainer, sampling, epochs, key=method)
+        val = trainer.evaluate(model, sampling, clip)["metric"]
+        tried.append({"sampling": sampling, "val_metric": val})
+        if best is None or val > best[0]:
+            best = (val, sampling, model)
+    assert best is not None
+    val, sampling, model = best
     spent, seconds = trainer.compute.minus(before), time.monotonic() - started
     test = trainer.final_evaluate(model, sampling, clip, desc=f"test {method}")
-    return _record(method, seed, spent, seconds, val, test, sampling=sampling,
+    return _record(method, seed, spent, seconds, val, test, sampling=sampling, tried=tried,
                    schedule=[[c, lr] for c, lr in epochs])
 
 
@@ -323,21 +334,25 @@ def run_seed(job: dict[str, Any]) -> list[dict[str, Any]]:
             done(grid["grid"])
             done(grid["grid_oracle"])
         return rows
-    with tempfile.TemporaryDirectory(prefix="planning_vs_peers-") as tmp:
-        for extended in (True, False):
-            if not extended and "plan_basic" in skip:
-                continue
-            done(run_plan(trainer, cfg, seed, extended, Path(tmp)))
+    reused = [r for r in job.get("plan_rows", []) if int(r["seed"]) == seed]
+    if reused:  # the plan of an earlier run of this seed (--plan-from): not planned again
+        rows.append(reused[0])
+    else:
+        with tempfile.TemporaryDirectory(prefix="planning_vs_peers-") as tmp:
+            for extended in (True, False):
+                if not extended and "plan_basic" in skip:
+                    continue
+                done(run_plan(trainer, cfg, seed, extended, Path(tmp)))
     plan_row = rows[0]
     epochs_total = int(plan_row["plan_epochs"])
-    sampling, _ = _final_state(plan_row["schedule"])
+    samplings = tuple(cfg.samplings)
     if "plan_retrained" not in skip:
         done(run_retrained(trainer, plan_row, seed))
     if "default" not in skip:
-        done(run_fixed(trainer, "default", seed, sampling,
+        done(run_fixed(trainer, "default", seed, samplings,
                        baseline_schedules(cfg, epochs_total)[DEFAULT_BASELINE]))
     if "multigrid" not in skip:
-        done(run_fixed(trainer, "multigrid", seed, sampling,
+        done(run_fixed(trainer, "multigrid", seed, samplings,
                        wl.multigrid_epochs(cfg.clip_lengths, cfg.learning_rates,
                                            total=epochs_total)))
     if "search" not in skip:
@@ -525,6 +540,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-trials", type=int, help="cap on search trials (default: budget only; "
                    "3 with --quick)")
     p.add_argument("--basic", action="store_true", help="also plan the basic graph")
+    p.add_argument("--plan-from", metavar="JSON",
+                   help="reuse the plan_extended rows (schedule, epochs, budget) of an earlier "
+                   "result or partial file for its seeds instead of planning again")
     p.add_argument("--search-budget", type=int, metavar="CLIP_FRAMES",
                    help="with --skip plan_extended: the search's budget (the plan's training "
                    "clip-frames of that seed, from its run)")
@@ -576,6 +594,13 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, argv: li
     }
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
+
+
+def _plan_rows(path: str | None) -> list[dict[str, Any]]:
+    if not path:
+        return []
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [r for r in data.get("rows", []) if r["method"] == "plan_extended"]
 
 
 def _load() -> list[float] | None:
@@ -644,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
              "grid": [vars(sp) for sp in specs], "totals": list(args.totals),
              "max_trials": args.max_trials, "clip_schedules": clip_schedules,
              "lr_schedules": lr_schedules, "skip": list(args.skip),
-             "search_budget": args.search_budget} for s in args.seeds]
+             "search_budget": args.search_budget,
+             "plan_rows": _plan_rows(args.plan_from)} for s in args.seeds]
     name = args.name or ("planning_vs_peers_quick" if args.quick else "planning_vs_peers")
     out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def curve(trial: Any) -> None:
     """A peaked curve whose height grows with the size and shrinks with the learning rate."""
     top = trial.params["size"] * (1.0 - trial.params["lr"])
     for epoch in trial.epochs():
-        trial.report(top * min(epoch, 6) / 6 - 0.01 * max(epoch - 6, 0))
+        trial.report(top * min(epoch, 3) / 3 - 0.01 * max(epoch - 3, 0))
 
 
 def _free_port() -> int:
@@ -45,7 +45,7 @@ def _get(url: str) -> Any:
 def planned(tmp_path: Path) -> tuple[str, Plan]:
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     graph = TransitionGraph.grid(("size", [8, 16]), ("lr", [0.5, 0.1]))
-    result = plan(graph, curve, storage=url, rule=KneeRule(delay=3, max_epochs=12),
+    result = plan(graph, curve, storage=url, rule=KneeRule(delay=2, max_epochs=6),
                   progress=False)
     return url, result
 

@@ -621,12 +621,32 @@ def merge(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
     """Combine the rows of earlier runs (one row per method and seed; later files win)."""
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     commands, wall = [], 0.0
+    candidates: dict[int, list[dict[str, Any]]] = {}
     for path in args.merge:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         for row in data.get("rows", []):
             rows[(row["method"], int(row["seed"]))] = row
+        if "grid_candidates" in data:  # a grid cut short (<name>.seedN.partial.grid.json)
+            candidates.setdefault(int(data["seed"]), []).extend(data["grid_candidates"])
         commands.append(data.get("command", path))
         wall = max(wall, float(data.get("wall_seconds", 0.0)))
+    for seed, done in candidates.items():
+        if ("grid", seed) in rows:
+            continue
+        pick = max(done, key=lambda c: c["val_metric"])  # first best on ties
+        oracle = max(done, key=lambda c: c["test_top1"])
+        spent = wl.Compute(sum(c["epochs"] for c in done), sum(c["clip_frames"] for c in done),
+                           sum(c["eval_clip_frames"] for c in done))
+        seconds = sum(float(c.get("seconds", 0.0)) for c in done)
+        note = {"partial_grid": True, "schedules_done": len(done)}
+        rows[("grid", seed)] = _record(
+            "grid", seed, spent, seconds, pick["val_metric"],
+            {"top1": pick["test_top1"], "top5": pick["test_top5"]}, pick=pick["name"],
+            candidates=done, **note)
+        rows[("grid_oracle", seed)] = _record(
+            "grid_oracle", seed, spent, seconds, oracle["val_metric"],
+            {"top1": oracle["test_top1"], "top5": oracle["test_top5"]}, pick=oracle["name"],
+            **note)
     merged = sorted(rows.values(), key=lambda r: (r["seed"], METHODS.index(r["method"])))
     args.seeds = sorted({int(r["seed"]) for r in merged})
     done = {r["method"] for r in merged}

@@ -69,7 +69,7 @@ def accuracy(prediction: Any) -> dict[str, float]:
 
 
 def build(quick: bool, workdir: Path) -> tuple[TransitionGraph, TransformersTransition, KneeRule]:
-    n_train, n_val = (256, 128) if quick else (1024, 512)
+    n_train, n_val = (256, 128) if quick else (512, 512)
     train_ids, train_labels = make_sequences(n_train, seed=0)
     val_ids, val_labels = make_sequences(n_val, seed=1)
     if quick:
@@ -77,7 +77,7 @@ def build(quick: bool, workdir: Path) -> tuple[TransitionGraph, TransformersTran
         rule = KneeRule(delay=2, max_epochs=4)
     else:
         graph = TransitionGraph.grid(
-            ("seq_len", [16, 32, 64]), ("learning_rate", [3e-3, 1e-3, 3e-4])
+            ("seq_len", [16, 32, 64]), ("learning_rate", [1e-3, 3e-4, 1e-4])
         )
         rule = KneeRule(delay=3, max_epochs=8)
     config = BertConfig(

@@ -147,6 +147,13 @@ class LightningTransition:
 
         callback = PlannerCallback(channel, self.monitor, trial, epochs)
         trainer = self._trainer(params, callback)
+        if trainer.world_size != channel.world_size:
+            raise RuntimeError(
+                f"LightningTransition: the Trainer runs {trainer.world_size} processes but "
+                f"{channel.world_size} joined the planner; for DDP launch the script with "
+                f"torchrun --nproc_per_node {trainer.world_size} and call "
+                "LightningTransition.plan(...) on every rank"
+            )
         data = self.datamodule(params) if self.datamodule is not None else None
         if first == 0:
             trainer.validate(module, datamodule=data, verbose=False)

@@ -166,6 +166,14 @@ def test_a_monitor_never_logged_fails_the_transition_by_name(tmp_path: Path) -> 
                  progress=False, on_error="raise")
 
 
+def test_ddp_without_torchrun_is_refused_before_any_process_starts(tmp_path: Path) -> None:
+    trainer = {**TRAINER, "devices": 2, "strategy": "ddp"}
+    run = LightningTransition(net, data, monitor="val_acc", trainer_kwargs=trainer)
+    with pytest.raises(TransitionFailedError, match="torchrun --nproc_per_node 2"):
+        run.plan(graph(), storage=tmp_path, rule=KneeRule(delay=2, max_epochs=3),
+                 progress=False, on_error="raise")
+
+
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="monitor"):
         LightningTransition(net, data, monitor="")

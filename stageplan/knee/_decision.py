@@ -11,13 +11,15 @@ REASONS: tuple[str, ...] = (
     "warmup",
     "continue",
     "knee",
+    "converged",
+    "ceiling",
     "max_epochs",
     "fit_failed",
     "diverged",
 )
 """Every value :attr:`KneeDecision.reason` can take."""
 
-_STOPPING = frozenset({"knee", "max_epochs", "diverged"})
+_STOPPING = frozenset({"knee", "converged", "ceiling", "max_epochs", "diverged"})
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class KneeDecision:
     Attributes:
         stop: Whether the transition should stop now.
         reason: One of :data:`REASONS`: ``"warmup"`` (too few epochs to fit), ``"continue"``,
-            ``"knee"`` (``epoch >= knee + delay``), ``"max_epochs"``, ``"fit_failed"`` (the fit
+            ``"knee"`` (the paper's rule: ``epoch >= knee + delay``), ``"converged"`` (the
+            evidence rule: a gain in the epochs left is unlikely), ``"ceiling"`` (the metric
+            reached its ceiling), ``"max_epochs"``, ``"fit_failed"`` (the fit
             raised or did not converge; training goes on) or ``"diverged"`` (the last ``delay``
             values were all NaN/inf).
         epoch: The current epoch ``t = len(values) - 1``.
@@ -41,6 +45,9 @@ class KneeDecision:
         params: Fitted parameters (of the negated curve when ``mode="min"``), or ``None``.
         rmse: RMSE of the fit in the metric's units, or ``None``.
         message: Human-readable detail (the fit's error for ``"fit_failed"``).
+        gain_chance: The evidence rule's chance that an epoch left in the budget beats the
+            best observed value by more than its threshold; ``None`` for the paper's rule and
+            without a fit.
     """
 
     stop: bool
@@ -52,6 +59,7 @@ class KneeDecision:
     params: tuple[float, ...] | None = None
     rmse: float | None = None
     message: str = ""
+    gain_chance: float | None = None
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -77,6 +85,7 @@ class KneeDecision:
             "params": None if self.params is None else [float(p) for p in self.params],
             "rmse": _finite_or_none(self.rmse),
             "message": self.message,
+            "gain_chance": _finite_or_none(self.gain_chance),
         }
 
     @classmethod
@@ -96,6 +105,7 @@ class KneeDecision:
             "params",
             "rmse",
             "message",
+            "gain_chance",
         }
         unknown = set(data) - fields
         missing = {"stop", "reason", "epoch"} - set(data)
@@ -115,6 +125,7 @@ class KneeDecision:
             params=None if params is None else tuple(float(p) for p in params),
             rmse=_float_or_none(data.get("rmse")),
             message=str(data.get("message", "")),
+            gain_chance=_float_or_none(data.get("gain_chance")),
         )
 
 

@@ -102,7 +102,33 @@ def _multi_power_jac(p: FloatArray, t: FloatArray) -> FloatArray:
     )
 
 
+def _pow3_value(p: FloatArray, t: FloatArray) -> FloatArray:
+    return p[0] + p[1] * (t + 1.0) ** p[2]  # type: ignore[no-any-return]
+
+
+def _pow3_jac(p: FloatArray, t: FloatArray) -> FloatArray:
+    log_t1 = np.log1p(t)
+    q = np.exp(p[2] * log_t1)
+    return np.column_stack((np.ones_like(t), q, p[1] * q * log_t1))
+
+
 _INF = float("inf")
+
+MONOTONE = Family(
+    name="pow3",
+    param_names=("a1", "a2", "a3"),
+    lower=(-_INF, -_INF, -10.0),
+    upper=(_INF, 0.0, 0.0),
+    value=_pow3_value,
+    jacobian=_pow3_jac,
+    linear=(0, 1),
+)
+"""Not a Table-1 family: ``a1 + a2 (t+1)^a3`` (``a2, a3 <= 0``), increasing and saturating.
+
+The evidence rule's second opinion: with no linear or quadratic term it cannot bend down, so
+it forecasts the slow rise of a heavy-tailed curve (``1/t`` decay of a loss) that the Table-1
+families, fitted to a short prefix, often bend into a premature peak.
+"""
 
 FAMILIES: dict[str, Family] = {
     "exp": Family(

@@ -95,6 +95,8 @@ def _cold_starts(fam: Family, t: FloatArray, z: FloatArray) -> list[FloatArray]:
         starts = [[top, amp, -r, 0.0, quad] for r in (rate, 4.0 * rate, rate / 4.0)]
     elif fam.name == "power":
         starts = [[top, amp, -e, 0.0, quad] for e in (0.5, 1.5, 0.2)]
+    elif fam.name == "pow3":
+        starts = [[top, amp, -e] for e in (0.5, 1.5, 0.2)]
     elif fam.name == "multi_exp":
         starts = [
             [top, amp / 2, -3.0 * rate, amp / 2, -rate / 3.0, 0.0, quad],
@@ -156,7 +158,7 @@ def _solve(
 def fit_curve(
     t: Sequence[float] | FloatArray,
     y: Sequence[float] | FloatArray,
-    family: str = "exp",
+    family: str | Family = "exp",
     *,
     init: Sequence[float] | FloatArray | None = None,
 ) -> FitResult:
@@ -171,7 +173,7 @@ def fit_curve(
     Args:
         t: Epochs of the points.
         y: Values to fit (larger is better: negate a loss before fitting).
-        family: Curve family name.
+        family: Curve family name (or a :class:`Family`).
         init: Optional starting parameters (``FitResult.params`` of an earlier fit).
 
     Returns:
@@ -189,7 +191,7 @@ def fit_curve(
         >>> fit.success, fit.rmse < 1e-6
         (True, True)
     """
-    fam = get_family(family)
+    fam = family if isinstance(family, Family) else get_family(family)
     tt = np.asarray(t, dtype=np.float64).reshape(-1)
     yy = np.asarray(y, dtype=np.float64).reshape(-1)
     if tt.shape != yy.shape:

@@ -9,7 +9,22 @@ from typing import Any
 import numpy as np
 
 from stageplan.knee._decision import KneeDecision
-from stageplan.knee._families import FloatArray, curve, knee_of, resolve_family
+from stageplan.knee._evidence import (
+    Evidence,
+    bic_weight,
+    fit_monotone,
+    forecast,
+    shrunk,
+    tie_resolution,
+)
+from stageplan.knee._families import (
+    MONOTONE,
+    FloatArray,
+    curve,
+    get_family,
+    knee_of,
+    resolve_family,
+)
 from stageplan.knee._fit import fit_curve
 
 _MODES = ("max", "min")
@@ -20,12 +35,28 @@ _RULE_KEYS = (
     "min_epochs",
     "max_epochs",
     "patience",
+    "method",
+    "risk",
+    "tolerance",
+    "resolution",
+    "ceiling",
     "min_delta",
     "smooth",
     "keep",
     "max_noise",
 )
-_KEEPS = ("knee", "best")
+_KEEPS = ("auto", "knee", "best")
+_METHODS = ("evidence", "paper")
+_DEFAULT_KEEP = {"evidence": "best", "paper": "knee"}
+DEFAULT_RISK = 0.2
+"""Default ``risk`` of the evidence rule."""
+# A gain below this share of the metric's scale never counts: an exactly flat curve is done.
+_MIN_GAIN = 1e-4
+# Degrees of freedom the evidence needs beyond the fit's parameters: an exact fit (no residual)
+# would forecast with no uncertainty at all.
+_MIN_DOF = 2
+DEFAULT_TOLERANCE = 1.0
+"""Default ``tolerance`` (noise standard deviations) of the evidence rule."""
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -145,73 +176,99 @@ def nearest_finite_epoch(family: str, params: tuple[float, ...], epoch: int, z: 
 
 
 class KneeRule:
-    """The knee stopping rule of Qiu et al. (ICML 2021).
+    """When to stop a transition and which of its checkpoints to keep.
 
-    After every epoch ``t`` of a transition, fit a unimodal curve ``f`` (see
-    :mod:`stageplan.knee._families`) to the values ``y_0..y_t`` by bounded least squares, take
-    ``t* = argmax f`` over ``[0, horizon)`` and stop once ``t >= t* + delay``, keeping the
-    checkpoint of epoch ``t*``. ``values[0]`` is the start checkpoint evaluated under the new
-    settings, ``values[t]`` the value after epoch ``t``.
+    After every epoch ``t`` of a transition a curve ``f`` of one of the Table-1 families (see
+    :mod:`stageplan.knee._families`) is fitted to the values ``y_0..y_t`` by bounded least
+    squares. ``values[0]`` is the start checkpoint evaluated under the new settings,
+    ``values[t]`` the value after epoch ``t``. Two stopping tests are available:
+
+    - ``method="evidence"`` (the default): stop once the fitted curve, with its uncertainty,
+      says that the chance of *any* epoch left in the budget beating the best observed value by
+      more than ``max(resolution, tolerance * noise)`` is below ``risk``. The forecast of epoch
+      ``tau`` is normal with mean ``f(tau)`` and variance ``var_f(tau) + noise^2``: ``var_f``
+      is the delta-method variance of the fit (parameter covariance ``s^2 (J^T J)^-1``),
+      ``noise`` the fit's residual standard deviation (see :mod:`stageplan.knee._evidence`).
+      The budget is ``max_epochs``, or ``2 t`` without one. A flat or saturated curve (no
+      residual noise, no trend) stops as soon as the fit is made; a metric at its ``ceiling``
+      stops at once. The kept checkpoint (``keep="auto"``) is the observed epoch with the
+      highest estimated true value: each observation shrunk toward the fitted curve by their
+      precisions, so the best observed epoch where the noise is small and the fitted peak where
+      the noise dominates.
+    - ``method="paper"``: the rule of Qiu et al. (ICML 2021): take ``t* = argmax f`` over
+      ``[0, horizon)`` and stop once ``t >= t* + delay``, keeping epoch ``t*``.
+      :meth:`paper` builds it with the authors' settings.
 
     The decision is a short chain of guards, in this order:
 
     1. ``"diverged"``: ``t >= delay`` and the last ``delay`` values are all NaN/inf: stop and keep
        the best finite epoch (or 0). This overrides ``min_epochs``.
-    2. ``"warmup"``: ``t < delay`` or ``t < min_epochs``: no fit yet (unless ``max_epochs`` is
+    2. ``"ceiling"`` (evidence only, ``t >= 1``): the best value reached ``ceiling`` (within half
+       the ``resolution``): nothing is left to gain; keep the best observed epoch.
+    3. ``"warmup"``: ``t < delay`` or ``t < min_epochs``: no fit yet (unless ``max_epochs`` is
        reached: then ``"max_epochs"`` with the best observed epoch).
-    3. ``"fit_failed"``: the fit raised or did not converge; training goes on (again unless
+    4. ``"fit_failed"``: the fit raised or did not converge; training goes on (again unless
        ``max_epochs`` is reached, which keeps the best observed epoch).
-    4. ``"knee"``: ``t >= t* + delay`` (and, with ``patience``, the curve has not improved
-       within the last ``patience`` epochs; see :func:`last_improvement_epoch`).
-    5. ``"max_epochs"``: ``t >= max_epochs``; keep ``t*`` clipped to ``[0, t]``.
-    6. ``"continue"``.
+    5. ``"converged"`` (evidence) or ``"knee"`` (paper: ``t >= t* + delay``): stop, unless a
+       guard (``max_noise``, ``patience``) holds the stop back.
+    6. ``"max_epochs"``: ``t >= max_epochs``.
+    7. ``"continue"``.
 
-    NaN/inf policy: non-finite values are left out of the fit and can never be the knee; when
+    NaN/inf policy: non-finite values are left out of the fit and can never be kept; when
     ``t*`` falls on one, the finite epoch with the highest fitted value is kept instead.
 
     Args:
         family: Curve family: ``"exp"`` (default), ``"power"``, ``"multi_power"`` or
             ``"multi_exp"`` (aliases such as ``"exponential"`` accepted).
-        delay: ``T``: epochs before the first fit and epochs to wait past the peak (>= 1).
+        delay: ``T``: epochs before the first fit (>= 1); the paper's rule also waits ``T``
+            epochs past the peak.
         horizon: Epochs over which ``t*`` is sought, ``[0, horizon)``; must exceed ``delay``.
-        min_epochs: Never fit (so never stop on a knee) before this epoch.
-        max_epochs: Always stop at this epoch (``>= min_epochs`` and ``>= 1``).
-        patience: Keyword-only guard: do not stop on a knee while the curve improved within
-            the last ``patience`` epochs (``None``: no guard, the paper's rule). By default an
-            improvement is a new best observed value.
+            The evidence rule never looks past it either.
+        min_epochs: Never fit (so never stop on the fit) before this epoch.
+        max_epochs: Always stop at this epoch (``>= min_epochs`` and ``>= 1``); the evidence
+            rule's budget.
+        method: Keyword-only: ``"evidence"`` (default) or ``"paper"``.
+        risk: Keyword-only, evidence: stop once the chance of a gain is below this, in (0, 1).
+        tolerance: Keyword-only, evidence: a gain counts when it exceeds ``tolerance`` times
+            the noise of one observation (>= 0).
+        resolution: Keyword-only, evidence: the smallest change the metric can show (e.g.
+            ``1 / n`` for an accuracy over ``n`` validation videos; 0: continuous). A gain
+            counts only when it exceeds it.
+        ceiling: Keyword-only, evidence: the best value the metric can take (1.0 for an
+            accuracy fraction, 0 for an error), or ``None``.
+        patience: Keyword-only guard: do not stop while the curve improved within the last
+            ``patience`` epochs (``None``: no guard). By default an improvement is a new best
+            observed value.
         min_delta: Keyword-only, needs ``patience``: only a gain larger than ``min_delta``
             (in the metric's units) over the running best counts as an improvement (default
             0). Keeps slow creep after a learning-rate drop from holding the stop back.
         smooth: Keyword-only, needs ``patience``: judge improvements on the trailing mean of
-            the last ``smooth`` values (default 1: the raw values). Keeps single noisy spikes
-            from setting a best that a still-rising curve needs many epochs to beat.
-        keep: Keyword-only: the checkpoint a stop keeps: ``"knee"`` (default, the paper's
-            ``t*``) or ``"best"``, the best observed epoch so far. When the guard has held a
-            stop back, ``t*`` can lie far behind a curve that kept rising; ``"best"`` keeps up.
+            the last ``smooth`` values (default 1: the raw values).
+        keep: Keyword-only: the checkpoint a stop keeps: ``"auto"`` (the evidence rule's
+            default, see above), ``"knee"`` (the paper's ``t*``, its default) or ``"best"``
+            (the best observed epoch so far).
+        max_noise: Keyword-only: do not stop while the epoch-to-epoch noise of the last
+            ``2 * delay`` values (``std(diff) / sqrt(2)``, in the metric's units) exceeds
+            ``max_noise`` (``None``: off).
 
-        max_noise: Keyword-only: do not stop on a knee while the epoch-to-epoch noise of the
-            last ``2 * delay`` values (``std(diff) / sqrt(2)``, in the metric's units) exceeds
-            ``max_noise`` (``None``: off). A curve that noisy cannot be judged yet: on a cosine
-            schedule the noise of the high-LR phase hides the rise still to come.
-
-    On cosine-annealed curves, which rise to the very end, the paper's rule stops far too
-    early (half of the NAS-Bench-201 curves lose more than a point). For accuracy in percent,
-    ``max_noise=1.0, patience=20, min_delta=0.5, smooth=5, keep="best"`` kept every such curve
-    within 0.15 points of its best, and still saved a median 15 epochs of a stage after a
-    learning-rate drop, at a median regret of 0 (``benchmarks/RESULTS.md``, "Stopping rules on
-    real learning curves"). The thresholds are in the metric's units: scale them for others.
+    The guarded variant of the paper's rule measured in ``benchmarks/RESULTS.md`` is
+    ``KneeRule.paper(max_noise=1.0, patience=20, min_delta=0.5, smooth=5, keep="best")``
+    (thresholds in points of accuracy %).
 
     Example:
         >>> import numpy as np
-        >>> rule = KneeRule("exp", delay=10)
         >>> t = np.arange(60)
         >>> values = 80 - 60 * np.exp(-0.2 * t) + 0.4 * t - 0.01 * t**2
-        >>> d = rule.decide(values[:30])
+        >>> paper = KneeRule.paper("exp", delay=10)
+        >>> d = paper.decide(values[:30])
         >>> d.stop, d.reason, d.knee_epoch
         (False, 'continue', 24)
-        >>> d = rule.decide(values[:35])
+        >>> d = paper.decide(values[:35])
         >>> d.stop, d.reason, d.knee_epoch
         (True, 'knee', 24)
+        >>> d = KneeRule(max_epochs=60).decide(values[:30])
+        >>> d.stop, d.reason, d.knee_epoch
+        (True, 'converged', 24)
     """
 
     def __init__(
@@ -222,10 +279,15 @@ class KneeRule:
         min_epochs: int | None = None,
         max_epochs: int | None = None,
         *,
+        method: str = "evidence",
+        risk: float = DEFAULT_RISK,
+        tolerance: float = DEFAULT_TOLERANCE,
+        resolution: float = 0.0,
+        ceiling: float | None = None,
         patience: int | None = None,
         min_delta: float = 0.0,
         smooth: int = 1,
-        keep: str = "knee",
+        keep: str | None = None,
         max_noise: float | None = None,
     ) -> None:
         self._family = resolve_family(family)
@@ -244,20 +306,73 @@ class KneeRule:
             raise ValueError(
                 f"max_epochs must be >= min_epochs={self._min_epochs}, got {max_epochs!r}."
             )
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
+        self._method = method
+        self._risk = _check_nonnegative("risk", risk)
+        if not 0.0 < self._risk < 1.0:
+            raise ValueError(f"risk must lie in (0, 1), got {risk!r}.")
+        self._tolerance = _check_nonnegative("tolerance", tolerance)
+        self._resolution = _check_nonnegative("resolution", resolution)
+        if ceiling is not None and (
+            isinstance(ceiling, bool)
+            or not isinstance(ceiling, (int, float, np.integer, np.floating))
+            or not math.isfinite(ceiling)
+        ):
+            raise ValueError(f"ceiling must be a finite number or None, got {ceiling!r}.")
+        self._ceiling = None if ceiling is None else float(ceiling)
+        if method == "paper" and (
+            self._risk != DEFAULT_RISK
+            or self._tolerance != DEFAULT_TOLERANCE
+            or self._resolution != 0.0
+            or self._ceiling is not None
+        ):
+            raise ValueError(
+                "risk, tolerance, resolution and ceiling belong to method='evidence'; got "
+                f"method='paper' with risk={risk!r}, tolerance={tolerance!r}, "
+                f"resolution={resolution!r}, ceiling={ceiling!r}."
+            )
         self._patience = _check_optional_int("patience", patience, 1)
         self._min_delta = _check_nonnegative("min_delta", min_delta)
         self._smooth = _check_int("smooth", smooth, 1)
         self._max_noise = (
             None if max_noise is None else _check_nonnegative("max_noise", max_noise)
         )
-        if keep not in _KEEPS:
-            raise ValueError(f"keep must be 'knee' or 'best', got {keep!r}.")
-        self._keep = keep
+        default_keep = _DEFAULT_KEEP[method]
+        keep_ = default_keep if keep is None else keep
+        if keep_ not in _KEEPS:
+            raise ValueError(f"keep must be one of {_KEEPS}, got {keep!r}.")
+        if method == "paper" and keep_ == "auto":
+            raise ValueError("keep='auto' needs method='evidence'; the paper's rule keeps "
+                             "'knee' or 'best'.")
+        self._keep = keep_
         if self._patience is None and (self._min_delta != 0.0 or self._smooth != 1):
             raise ValueError(
                 "min_delta and smooth refine the patience guard and need patience; got "
                 f"patience=None, min_delta={min_delta!r}, smooth={smooth!r}."
             )
+
+    @classmethod
+    def paper(
+        cls,
+        family: str = "exp",
+        delay: int = 10,
+        horizon: int = 1000,
+        min_epochs: int | None = None,
+        max_epochs: int | None = None,
+        **guards: Any,
+    ) -> KneeRule:
+        """The authors' rule: stop once ``t >= t* + delay``, keep ``t*`` (``method="paper"``).
+
+        With the defaults it is exactly the rule of the paper's public code (exp family,
+        ``T = 10``, ``t*`` over ``[0, 1000)``). ``guards`` are the keyword-only guard options
+        (``patience``, ``min_delta``, ``smooth``, ``keep``, ``max_noise``).
+
+        Example:
+            >>> KneeRule.paper().method, KneeRule.paper().keep
+            ('paper', 'knee')
+        """
+        return cls(family, delay, horizon, min_epochs, max_epochs, method="paper", **guards)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -268,7 +383,7 @@ class KneeRule:
 
     @property
     def delay(self) -> int:
-        """Epochs before the first fit and epochs to wait past the peak."""
+        """Epochs before the first fit (and, for the paper's rule, to wait past the peak)."""
         return self._delay
 
     @property
@@ -287,6 +402,31 @@ class KneeRule:
         return self._max_epochs
 
     @property
+    def method(self) -> str:
+        """``"evidence"`` (default) or ``"paper"``."""
+        return self._method
+
+    @property
+    def risk(self) -> float:
+        """The evidence rule stops once the chance of a gain is below this."""
+        return self._risk
+
+    @property
+    def tolerance(self) -> float:
+        """A gain counts when it exceeds this many noise standard deviations."""
+        return self._tolerance
+
+    @property
+    def resolution(self) -> float:
+        """The smallest change the metric can show (0: continuous)."""
+        return self._resolution
+
+    @property
+    def ceiling(self) -> float | None:
+        """The best value the metric can take, or ``None``."""
+        return self._ceiling
+
+    @property
     def patience(self) -> int | None:
         """Guard against stopping while the observed best is recent."""
         return self._patience
@@ -303,20 +443,21 @@ class KneeRule:
 
     @property
     def max_noise(self) -> float | None:
-        """No knee stop while the recent epoch-to-epoch noise exceeds this (``None``: off)."""
+        """No stop while the recent epoch-to-epoch noise exceeds this (``None``: off)."""
         return self._max_noise
 
     @property
     def keep(self) -> str:
-        """Which checkpoint a stop keeps: ``"knee"`` (``t*``) or ``"best"`` (best observed)."""
+        """Which checkpoint a stop keeps: ``"auto"``, ``"knee"`` (``t*``) or ``"best"``."""
         return self._keep
 
     def to_dict(self) -> dict[str, Any]:
         """Return the rule's configuration as a JSON-safe dict.
 
-        The keyword-only options ``min_delta``, ``smooth``, ``keep`` and ``max_noise`` appear
-        only when they differ from their defaults, so the dict of a rule without them is the
-        same as before they existed.
+        The paper's rule (``method="paper"``) writes no ``method`` key, and its guard options
+        only when they differ from their defaults, so its dict is the same as before the
+        evidence rule existed; :meth:`from_dict` reads a dict without ``method`` as the paper's
+        rule. The evidence rule writes all of its options.
         """
         data: dict[str, Any] = {
             "family": self._family,
@@ -326,11 +467,19 @@ class KneeRule:
             "max_epochs": self._max_epochs,
             "patience": self._patience,
         }
+        if self._method == "evidence":
+            data.update(
+                method="evidence",
+                risk=self._risk,
+                tolerance=self._tolerance,
+                resolution=self._resolution,
+                ceiling=self._ceiling,
+            )
         if self._min_delta != 0.0:
             data["min_delta"] = self._min_delta
         if self._smooth != 1:
             data["smooth"] = self._smooth
-        if self._keep != "knee":
+        if self._keep != _DEFAULT_KEEP[self._method]:
             data["keep"] = self._keep
         if self._max_noise is not None:
             data["max_noise"] = self._max_noise
@@ -339,6 +488,8 @@ class KneeRule:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> KneeRule:
         """Rebuild a rule from :meth:`to_dict` output (validated like the constructor).
+
+        A dict without ``method`` is the paper's rule (dicts written before the evidence rule).
 
         Raises:
             ValueError: Unknown keys or invalid values.
@@ -349,7 +500,11 @@ class KneeRule:
                 f"Unknown KneeRule keys {unknown}; expected a subset of {_RULE_KEYS}."
             )
         kwargs = dict(data)
-        keyword_only = ("patience", "min_delta", "smooth", "keep", "max_noise")
+        kwargs.setdefault("method", "paper")
+        keyword_only = (
+            "method", "risk", "tolerance", "resolution", "ceiling",
+            "patience", "min_delta", "smooth", "keep", "max_noise",
+        )
         extra = {k: kwargs.pop(k) for k in keyword_only if k in kwargs}
         return cls(**kwargs, **extra)
 
@@ -409,12 +564,23 @@ class KneeRule:
                 knee_epoch=best,
                 message=f"the last {self._delay} values are all NaN/inf",
             )
+        if self._method == "evidence" and self._ceiling is not None and t >= 1:
+            top = sign * self._ceiling
+            if np.isfinite(z[best]) and z[best] >= top - self._resolution / 2.0:
+                return KneeDecision(
+                    True,
+                    "ceiling",
+                    t,
+                    knee_epoch=best,
+                    message=f"epoch {best} reached the metric's ceiling {self._ceiling:g}",
+                )
         if t < self._delay or (self._min_epochs is not None and t < self._min_epochs):
             if at_max:
                 return KneeDecision(True, "max_epochs", t, knee_epoch=best, message="no fit yet")
             return KneeDecision(False, "warmup", t)
 
-        fit = fit_curve(np.arange(t + 1, dtype=np.float64), z, self._family, init=init)
+        epochs = np.arange(t + 1, dtype=np.float64)
+        fit = fit_curve(epochs, z, self._family, init=init)
         found: int | None = None
         fit_message = fit.message
         if fit.success:
@@ -432,6 +598,13 @@ class KneeRule:
         peak = found
         params = fit.params
         knee = nearest_finite_epoch(self._family, params, min(peak, t), z)
+        evidence = None
+        n_finite = int(np.count_nonzero(np.isfinite(z)))
+        n_needed = get_family(self._family).n_params + _MIN_DOF
+        if self._method == "evidence" and n_finite >= n_needed:
+            evidence = self._evidence(z, params, best)
+            if self._keep == "auto":
+                knee = evidence.keep
         if self._keep == "best":
             knee = best
 
@@ -448,32 +621,103 @@ class KneeRule:
                 params=params,
                 rmse=fit.rmse,
                 message=message,
+                gain_chance=None if evidence is None else evidence.chance,
             )
 
-        if t >= peak + self._delay and self._max_noise is not None:
-            noise = local_noise(z, 2 * self._delay)
-            if noise > self._max_noise and not at_max:
-                return make(
-                    False,
-                    "continue",
-                    knee,
-                    f"knee at t*={peak} but the noise {noise:.3g} of the last "
-                    f"{2 * self._delay} values exceeds max_noise={self._max_noise}",
-                )
-        if t >= peak + self._delay:
-            if self._patience is None:
-                return make(True, "knee", knee, f"t={t} >= t*={peak} + delay={self._delay}")
-            improved = last_improvement_epoch(z, self._min_delta, self._smooth)
-            if t - improved >= self._patience:
-                return make(True, "knee", knee, f"t={t} >= t*={peak} + delay={self._delay}")
-            still = f"last improvement at epoch {improved} is within patience={self._patience}"
-            if not at_max:
-                return make(False, "continue", knee, f"knee at t*={peak} but {still}")
+        if self._method == "evidence" and evidence is None:
+            if at_max:
+                return make(True, "max_epochs", knee, f"max_epochs={self._max_epochs} reached")
+            return make(
+                False,
+                "continue",
+                knee,
+                f"{n_finite} finite values; the evidence needs {n_needed} (the family's "
+                f"parameters + {_MIN_DOF})",
+            )
+        if evidence is not None:
+            ready = evidence.chance < self._risk
+            reason = "converged"
+            why = (
+                f"chance {evidence.chance:.3g} < risk={self._risk:g} of a gain over "
+                f"{evidence.threshold:.3g} by epoch {evidence.end}"
+            )
+        else:
+            ready = t >= peak + self._delay
+            reason = "knee"
+            why = f"t={t} >= t*={peak} + delay={self._delay}"
+        held = self._held_back(z) if ready else None
+        if evidence is not None and at_max:
+            ready = False  # no epoch is left to forecast: the budget, not the evidence, stops
+        if ready and held is None:
+            return make(True, reason, knee, why)
         if at_max:
             return make(True, "max_epochs", knee, f"max_epochs={self._max_epochs} reached")
+        if held is not None:
+            return make(False, "continue", knee, f"{why}, but {held}")
+        if evidence is not None:
+            return make(
+                False,
+                "continue",
+                knee,
+                f"chance {evidence.chance:.3g} >= risk={self._risk:g} of a gain over "
+                f"{evidence.threshold:.3g} by epoch {evidence.end}",
+            )
         if peak > t:
             return make(False, "continue", None, f"fitted peak t*={peak} lies ahead")
         return make(False, "continue", knee, f"waiting for t*={peak} + delay={self._delay}")
+
+    def _held_back(self, z: FloatArray) -> str | None:
+        """Why a guard holds a stop back (``None``: no guard does)."""
+        if self._max_noise is not None:
+            noise = local_noise(z, 2 * self._delay)
+            if noise > self._max_noise:
+                return (
+                    f"the noise {noise:.3g} of the last {2 * self._delay} values exceeds "
+                    f"max_noise={self._max_noise}"
+                )
+        if self._patience is not None:
+            improved = last_improvement_epoch(z, self._min_delta, self._smooth)
+            if z.size - 1 - improved < self._patience:
+                return (
+                    f"the last improvement at epoch {improved} is within "
+                    f"patience={self._patience}"
+                )
+        return None
+
+    def _evidence(self, z: FloatArray, params: tuple[float, ...], best: int) -> Evidence:
+        """The forecast of the epochs left by two fitted curves (see :mod:`._evidence`).
+
+        The rule's family and the monotone ``a1 + a2 (t+1)^a3`` are weighted by their
+        Schwarz (BIC) weights: the family wins where the data show a knee or a decline, the
+        monotone curve where they show a slow, heavy-tailed rise.
+        """
+        t = z.size - 1
+        finite = np.flatnonzero(np.isfinite(z))
+        tf = finite.astype(np.float64)
+        y = z[finite]
+        end = self._budget_end(t)
+        ahead = np.arange(t + 1, end + 1, dtype=np.float64)
+        fam = get_family(self._family)
+        main = forecast(fam, np.asarray(params), tf, y, ahead)
+        resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
+        scale = max(abs(float(z[best])), float(np.ptp(y)))
+        threshold = max(resolution, self._tolerance * main.noise, _MIN_GAIN * scale)
+        level = float(z[best]) + threshold
+        chance = main.chance(level)
+        if finite.size >= MONOTONE.n_params + _MIN_DOF:
+            other = forecast(MONOTONE, fit_monotone(tf, y), tf, y, ahead)
+            w = bic_weight(
+                (main.noise, fam.n_params), (other.noise, MONOTONE.n_params), finite.size
+            )
+            chance = (1.0 - w) * chance + w * other.chance(level)
+        est = shrunk(y, main.fitted, main.fitted_sd, main.noise)
+        keep = int(finite[int(np.argmax(est))]) if np.any(np.isfinite(est)) else best
+        return Evidence(chance, threshold, main.noise, end, keep)
+
+    def _budget_end(self, t: int) -> int:
+        """Last epoch the evidence rule looks at: ``max_epochs``, or ``2 t`` without one."""
+        end = self._max_epochs if self._max_epochs is not None else 2 * t
+        return max(min(end, self._horizon - 1), t)
 
 
 class KneeTracker:

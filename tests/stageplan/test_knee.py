@@ -53,7 +53,7 @@ def test_noiseless_curve_stops_exactly_at_peak_plus_delay(family: str) -> None:
     params = TRUTH[family]
     peak = knee_of(family, params, 1000)
     values = curve(family, params, np.arange(peak + 30, dtype=np.float64))
-    rule = KneeRule(family, delay=10)
+    rule = KneeRule.paper(family, delay=10)
     before = rule.decide(values[: peak + 10])
     assert (before.stop, before.reason, before.knee_epoch) == (False, "continue", peak)
     decision = rule.decide(values[: peak + 11])
@@ -70,7 +70,7 @@ def test_noisy_curve_knee_within_noise_tolerance(family: str, sigma: float) -> N
     peak = knee_of(family, params, 1000)
     t = np.arange(peak + 40, dtype=np.float64)
     truth = curve(family, params, t)
-    rule = KneeRule(family, delay=10)
+    rule = KneeRule.paper(family, delay=10)
     for seed in range(4):
         rng = np.random.default_rng(seed)
         decision = _run(rule, truth + sigma * rng.standard_normal(t.size))
@@ -87,7 +87,7 @@ def test_tracker_warm_start_matches_cold_decide() -> None:
     rng = np.random.default_rng(7)
     t = np.arange(80, dtype=np.float64)
     values = curve("exp", TRUTH["exp"], t) + 1.5 * rng.standard_normal(t.size)
-    rule = KneeRule("exp", delay=10, horizon=500)
+    rule = KneeRule.paper("exp", delay=10, horizon=500)
     tracker = rule.tracker()
     warm_used = 0
     for n in range(1, 60):
@@ -132,18 +132,18 @@ def test_fit_curve_warm_start_is_used_and_falls_back_on_failure(
 
 def test_warmup_before_delay_and_min_epochs() -> None:
     values = curve("exp", TRUTH["exp"], np.arange(60.0))
-    rule = KneeRule(delay=10, min_epochs=20)
+    rule = KneeRule.paper(delay=10, min_epochs=20)
     assert [rule.decide(values[: n + 1]).reason for n in (0, 9, 10, 19)] == ["warmup"] * 4
     d = rule.decide(values[:21])
     assert d.reason == "continue" and d.params is not None
     assert rule.decide(values[:1]).epoch == 0
-    assert KneeRule(delay=10).decide(values[:11]).reason == "continue"
+    assert KneeRule.paper(delay=10).decide(values[:11]).reason == "continue"
 
 
 def test_max_epochs_bounds_with_fit_and_clips_knee() -> None:
     params = TRUTH["exp"]
     values = curve("exp", params, np.arange(60.0))
-    rule = KneeRule(delay=10, max_epochs=25)
+    rule = KneeRule.paper(delay=10, max_epochs=25)
     assert rule.decide(values[:25]).reason == "continue"
     d = rule.decide(values[:26])
     assert (d.stop, d.reason, d.epoch) == (True, "max_epochs", 25)
@@ -155,14 +155,14 @@ def test_max_epochs_bounds_with_fit_and_clips_knee() -> None:
 
 def test_max_epochs_before_any_fit_keeps_best_observed() -> None:
     values = [10.0, 30.0, 50.0, 45.0, 40.0]
-    d = KneeRule(delay=10, max_epochs=4).decide(values)
+    d = KneeRule.paper(delay=10, max_epochs=4).decide(values)
     assert (d.stop, d.reason, d.knee_epoch, d.params) == (True, "max_epochs", 2, None)
-    assert KneeRule(delay=10, max_epochs=4).decide(values[:4]).reason == "warmup"
+    assert KneeRule.paper(delay=10, max_epochs=4).decide(values[:4]).reason == "warmup"
 
 
 def test_knee_epoch_is_never_in_the_future() -> None:
     values = curve("exp", TRUTH["exp"], np.arange(25.0))
-    d = KneeRule(delay=10).decide(values)
+    d = KneeRule.paper(delay=10).decide(values)
     assert d.reason == "continue" and not d.stop
     assert d.peak_epoch is not None and d.peak_epoch > d.epoch
     assert d.knee_epoch is None
@@ -170,7 +170,7 @@ def test_knee_epoch_is_never_in_the_future() -> None:
 
 def test_declining_transition_keeps_epoch_zero() -> None:
     values = 70.0 - 0.5 * np.arange(12.0)
-    d = KneeRule(delay=10).decide(values[:11])
+    d = KneeRule.paper(delay=10).decide(values[:11])
     assert (d.stop, d.reason, d.knee_epoch) == (True, "knee", 0)
 
 
@@ -180,7 +180,7 @@ def test_fit_failed_is_recorded_and_training_goes_on(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(rule_module, "fit_curve", failing_fit)
     values = curve("exp", TRUTH["exp"], np.arange(60.0))
-    rule = KneeRule(delay=10, max_epochs=40)
+    rule = KneeRule.paper(delay=10, max_epochs=40)
     d = rule.decide(values[:20])
     assert (d.stop, d.reason, d.message, d.params, d.knee_epoch) == (
         False,
@@ -200,7 +200,7 @@ def test_fit_failed_is_recorded_and_training_goes_on(monkeypatch: pytest.MonkeyP
 
 def test_fit_failed_on_too_few_finite_values() -> None:
     values = [float("nan")] * 9 + [1.0, 2.0, float("nan")]
-    d = KneeRule(delay=10).decide(values)
+    d = KneeRule.paper(delay=10).decide(values)
     assert d.reason == "fit_failed" and not d.stop
     assert "at least 3 finite values" in d.message
 
@@ -210,13 +210,13 @@ def test_patience_guard_defers_a_knee_while_still_improving() -> None:
     # the paper's rule stops, the patience guard waits
     values = list(curve("exp", TRUTH["exp"], np.arange(43.0)))
     values[40] = max(values) + 0.01
-    plain = KneeRule(delay=10).decide(values)
+    plain = KneeRule.paper(delay=10).decide(values)
     assert plain.stop and plain.reason == "knee"
-    patient = KneeRule(delay=10, patience=5).decide(values)
+    patient = KneeRule.paper(delay=10, patience=5).decide(values)
     assert not patient.stop and patient.reason == "continue"
     assert "patience" in patient.message
     later = values + [values[30]] * 5
-    assert KneeRule(delay=10, patience=5).decide(later).stop
+    assert KneeRule.paper(delay=10, patience=5).decide(later).stop
 
 
 # ------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_patience_guard_defers_a_knee_while_still_improving() -> None:
 def test_min_mode_fits_the_negated_curve() -> None:
     params = TRUTH["exp"]
     loss = 100.0 - curve("exp", params, np.arange(50.0))
-    rule = KneeRule(delay=10)
+    rule = KneeRule.paper(delay=10)
     d_min = rule.decide(loss[:43], mode="min")
     d_max = rule.decide(-loss[:43], mode="max")
     assert (d_min.stop, d_min.reason, d_min.knee_epoch) == (True, "knee", 32)
@@ -240,10 +240,10 @@ def test_min_mode_fits_the_negated_curve() -> None:
 
 def test_non_finite_values_are_excluded_and_never_the_knee() -> None:
     values = curve("exp", TRUTH["exp"], np.arange(50.0))
-    clean = KneeRule(delay=10).decide(values[:43])
+    clean = KneeRule.paper(delay=10).decide(values[:43])
     dirty_values = values[:43].copy()
     dirty_values[[5, 32]] = [np.nan, np.inf]
-    dirty = KneeRule(delay=10).decide(dirty_values)
+    dirty = KneeRule.paper(delay=10).decide(dirty_values)
     assert clean.knee_epoch == 32
     assert dirty.stop and dirty.reason == "knee"
     assert dirty.peak_epoch == 32
@@ -253,12 +253,12 @@ def test_non_finite_values_are_excluded_and_never_the_knee() -> None:
 
 def test_all_non_finite_for_delay_epochs_is_diverged() -> None:
     values = [10.0, 20.0, 25.0, 22.0] + [float("nan")] * 6 + [float("-inf")] * 4
-    rule = KneeRule(delay=10, min_epochs=50)
+    rule = KneeRule.paper(delay=10, min_epochs=50)
     d = rule.decide(values[:13])
     assert d.reason == "warmup"  # only 9 non-finite in a row
     d = rule.decide(values)
     assert (d.stop, d.reason, d.knee_epoch) == (True, "diverged", 2)
-    assert KneeRule(delay=3).decide([np.nan] * 4).knee_epoch == 0
+    assert KneeRule.paper(delay=3).decide([np.nan] * 4).knee_epoch == 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -283,11 +283,11 @@ def test_all_non_finite_for_delay_epochs_is_diverged() -> None:
 )
 def test_constructor_rejects_bad_values(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        KneeRule(**kwargs)
+        KneeRule.paper(**kwargs)
 
 
 def test_decide_rejects_bad_input() -> None:
-    rule = KneeRule()
+    rule = KneeRule.paper()
     with pytest.raises(ValueError, match="mode must be 'max' or 'min', got 'maximize'"):
         rule.decide([1.0], mode="maximize")
     with pytest.raises(ValueError, match="non-empty 1-D"):
@@ -307,7 +307,7 @@ def test_decide_rejects_bad_input() -> None:
 
 
 def test_rule_round_trip_and_equality() -> None:
-    rule = KneeRule("exponential", 5, 300, 8, 90, patience=4)
+    rule = KneeRule.paper("exponential", 5, 300, 8, 90, patience=4)
     data = json.loads(json.dumps(rule.to_dict()))
     assert data == {
         "family": "exp",
@@ -319,8 +319,8 @@ def test_rule_round_trip_and_equality() -> None:
     }
     again = KneeRule.from_dict(data)
     assert again == rule and hash(again) == hash(rule)
-    assert KneeRule.from_dict({"delay": 5}) == KneeRule(delay=5)
-    assert rule != KneeRule("exp", 5, 300, 8, 91, patience=4)
+    assert KneeRule.from_dict({"delay": 5}) == KneeRule.paper(delay=5)
+    assert rule != KneeRule.paper("exp", 5, 300, 8, 91, patience=4)
     assert "KneeRule(family='exp'" in repr(rule)
     with pytest.raises(ValueError, match=r"Unknown KneeRule keys \['T'\]"):
         KneeRule.from_dict({"T": 10})
@@ -330,14 +330,16 @@ def test_rule_round_trip_and_equality() -> None:
 
 def test_decision_round_trip_for_every_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     values = curve("exp", TRUTH["exp"], np.arange(60.0))
-    rule = KneeRule(delay=10, max_epochs=50)
+    rule = KneeRule.paper(delay=10, max_epochs=50)
     decisions = [
         rule.decide(values[:5]),
         rule.decide(values[:30]),
         rule.decide(values[:43]),
-        KneeRule(delay=10, max_epochs=20).decide(values[:21]),
+        KneeRule.paper(delay=10, max_epochs=20).decide(values[:21]),
         rule.decide([np.nan] * 12),
-        KneeRule(delay=10).decide([np.nan] * 9 + [1.0, 2.0, np.nan]),
+        KneeRule.paper(delay=10).decide([np.nan] * 9 + [1.0, 2.0, np.nan]),
+        KneeRule(delay=10, max_epochs=50).decide(values[:43]),
+        KneeRule(delay=3, ceiling=values.max()).decide(values),
     ]
     assert sorted({d.reason for d in decisions}) == sorted(REASONS)
     for d in decisions:
@@ -396,7 +398,7 @@ def test_post_drop_stage_stops_early_near_the_stage_best(
     stage: tuple[str, int, np.ndarray],
 ) -> None:
     _, _, values = stage
-    decision = _run(KneeRule("exp", delay=10), values)
+    decision = _run(KneeRule.paper("exp", delay=10), values)
     assert decision.stop and decision.reason == "knee"
     assert decision.epoch < values.size - 1  # stopped before the stage ended
     assert decision.knee_epoch is not None
@@ -409,7 +411,7 @@ def test_ptb_perplexity_min_mode_stage() -> None:
     values = np.asarray(entry["values"], dtype=np.float64)
     first_drop = entry["lr_drop_epochs"][0] - 1
     stage = values[first_drop - 1 : entry["lr_drop_epochs"][1] - 1]
-    decision = _run(KneeRule("exp", delay=10), stage, mode="min")
+    decision = _run(KneeRule.paper("exp", delay=10), stage, mode="min")
     assert decision.stop and decision.reason == "knee"
     assert decision.knee_epoch is not None and decision.fitted_value is not None
     # kept perplexity within 0.2 of the stage's best (measured 0.06); fitted value in perplexity
@@ -421,10 +423,10 @@ def test_cosine_curve_is_outside_the_rules_assumptions() -> None:
     """On a cosine schedule the curve rises to the end; the paper's rule stops far too early."""
     entry = next(e for e in _curves() if e["id"].startswith("nb201"))
     values = np.asarray(entry["values"], dtype=np.float64)
-    decision = _run(KneeRule("exp", delay=10), values)
+    decision = _run(KneeRule.paper("exp", delay=10), values)
     assert decision.stop and decision.knee_epoch is not None
     assert decision.epoch < values.size // 2
     assert values.max() - values[decision.knee_epoch] > 5.0
     # the patience guard (best observed value still recent) lets it run much longer
-    patient = _run(KneeRule("exp", delay=10, patience=20), values)
+    patient = _run(KneeRule.paper("exp", delay=10, patience=20), values)
     assert patient.epoch > decision.epoch + 20

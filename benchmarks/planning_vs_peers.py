@@ -141,7 +141,45 @@ def run_plan(trainer: Any, cfg: Any, seed: int, extended: bool, workdir: Path) -
     test = test_plan_checkpoint(trainer, result, resolve_storage(str(store_dir)))
     return _record(method, seed, spent, seconds, result.final_value, test,
                    schedule=result.schedule_table(), plan_epochs=result.total_epochs,
-                   transitions=len(result.transitions), edges=len(graph.edges))
+                   transitions=len(result.transitions), edges=len(graph.edges),
+                   curves=[_curve(r.to_dict()) for r in result.transitions])
+
+
+def _curve(record: dict[str, Any]) -> dict[str, Any]:
+    """What the curves figure needs of one transition record."""
+    return {"source": record["source"], "target": record["target"],
+            "values": record["values"], "checkpoint_epoch": record["checkpoint_epoch"],
+            "reason": (record.get("decision") or {}).get("reason", record["status"])}
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Every planned transition's validation curve, one panel per seed; False if none."""
+    plans = [r for r in rows if r["method"] == "plan_extended" and r.get("curves")]
+    if not plans:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(plans), figsize=(5.2 * len(plans), 3.8), squeeze=False)
+    for ax, row in zip(axes[0], plans):
+        for c in row["curves"]:
+            sampling = "uniform" if "sampling=uniform" in c["target"] else "consecutive"
+            ax.plot(range(len(c["values"])), c["values"], "-o", ms=2.5, lw=1,
+                    color="C1" if sampling == "uniform" else "C0", alpha=0.7)
+        ax.plot([], [], "-", color="C0", label="consecutive target")
+        ax.plot([], [], "-", color="C1", label="uniform target")
+        ax.set_title(f"seed {row['seed']}: {len(row['curves'])} transitions, plan test top-1 "
+                     f"{100 * row['test_top1']:.1f}%", fontsize=9)
+        ax.set_xlabel("epoch of the transition")
+        ax.set_ylabel("val metric")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 def _final_state(schedule: dict[str, list[Any]]) -> tuple[str, int]:
@@ -622,12 +660,15 @@ def merge(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     commands, wall = [], 0.0
     candidates: dict[int, list[dict[str, Any]]] = {}
+    curves: dict[int, list[dict[str, Any]]] = {}
     for path in args.merge:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         for row in data.get("rows", []):
             rows[(row["method"], int(row["seed"]))] = row
         if "grid_candidates" in data:  # a grid cut short (<name>.seedN.partial.grid.json)
             candidates.setdefault(int(data["seed"]), []).extend(data["grid_candidates"])
+        if "curves" in data:  # transition records copied from a plan's storage during a run
+            curves[int(data["seed"])] = [_curve(r) for r in data["curves"]]
         commands.append(data.get("command", path))
         wall = max(wall, float(data.get("wall_seconds", 0.0)))
     for seed, done in candidates.items():
@@ -647,6 +688,9 @@ def merge(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
             "grid_oracle", seed, spent, seconds, oracle["val_metric"],
             {"top1": oracle["test_top1"], "top5": oracle["test_top5"]}, pick=oracle["name"],
             **note)
+    for seed, found in curves.items():
+        if ("plan_extended", seed) in rows and not rows[("plan_extended", seed)].get("curves"):
+            rows[("plan_extended", seed)]["curves"] = found
     merged = sorted(rows.values(), key=lambda r: (r["seed"], METHODS.index(r["method"])))
     args.seeds = sorted({int(r["seed"]) for r in merged})
     done = {r["method"] for r in merged}
@@ -660,6 +704,7 @@ def merge(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(merged, out / f"{name}.png",
          f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")
+    plot_curves(merged, out / f"{name}_curves.png")
     table = markdown_table(result["summary"]) + "\n\n" + per_seed_table(merged)
     (out / f"{name}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
@@ -721,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     summary, claim = result["summary"], result["claim"]
     plot(rows, out / f"{name}.png",
          f"{cfg.name} ({args.device}), seeds {args.seeds}: test top-1 vs training compute")
+    plot_curves(rows, out / f"{name}_curves.png")
     table = markdown_table(summary) + "\n\n" + per_seed_table(rows)
     (out / f"{name}.md").write_text(table + "\n", encoding="utf-8")
     print(table)

@@ -87,7 +87,7 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
     }
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=150, check=False, env=env,
+        capture_output=True, text=True, timeout=600, check=False, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "claim (plan >= grid pick on test, every seed):" in proc.stdout
@@ -101,6 +101,9 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
         assert row["epochs"] > 0 and row["clip_frames"] > 0
     plan = by["plan_extended"]
     assert 0.0 <= plan["test_top1"] <= 1.0 and plan["plan_epochs"] <= plan["epochs"]
+    assert len(plan["curves"]) == plan["transitions"] == plan["edges"]
+    assert sum(len(c["values"]) - 1 for c in plan["curves"]) == plan["epochs"]
+    assert (tmp_path / "out" / "planning_vs_peers_quick_curves.png").stat().st_size > 1000
     grid = by["grid"]
     assert len(grid["candidates"]) == 2
     assert grid["clip_frames"] == sum(c["clip_frames"] for c in grid["candidates"])
@@ -124,7 +127,7 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path / "merged"), "--merge",
          str(tmp_path / "out" / "planning_vs_peers_quick.json")],
-        capture_output=True, text=True, timeout=60, check=False, env=env,
+        capture_output=True, text=True, timeout=300, check=False, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     merged = json.loads((tmp_path / "merged" / "planning_vs_peers.json").read_text())

@@ -1,4 +1,4 @@
-"""KneePruner: stop a plain Optuna trial once its curve has passed its fitted knee."""
+"""KneePruner: stop a plain Optuna trial once the knee rule says its curve is done."""
 
 from __future__ import annotations
 
@@ -13,6 +13,21 @@ from optuna.trial import FrozenTrial, TrialState
 from stageplan.knee import KneeDecision, KneeRule
 
 __all__ = ["KneePruner", "curve_of", "knee_value", "tell_knee"]
+
+_RULE_OPTIONS = (
+    "min_epochs",
+    "max_epochs",
+    "method",
+    "risk",
+    "tolerance",
+    "resolution",
+    "ceiling",
+    "patience",
+    "min_delta",
+    "smooth",
+    "keep",
+    "max_noise",
+)
 
 
 def curve_of(trial: FrozenTrial) -> list[float]:
@@ -31,39 +46,41 @@ def _mode(study: optuna.Study) -> str:
 
 
 class KneePruner(BasePruner):
-    """Prune a trial once its reported curve has passed its fitted knee by ``delay`` steps.
+    """Prune a trial once the knee rule (:class:`stageplan.knee.KneeRule`) says to stop.
 
-    After each report the pruner fits the knee rule of *Optimization Planning for 3D
-    ConvNets* (Qiu et al., 2021; :class:`stageplan.knee.KneeRule`) to the trial's
-    intermediate values and prunes once ``t >= t* + delay``, where ``t*`` is the peak of the
-    fitted unimodal curve (the study's direction decides whether the curve is maximised or
-    minimised). The values are taken in step order: the i-th reported value is epoch ``i``
-    (the first should be the model before training, or the first epoch; gaps in the steps are
-    ignored). Other trials are never looked at, so the first trial is pruned like any other.
+    After each report the pruner applies the rule to the trial's intermediate values (the
+    study's direction decides whether the curve is maximised or minimised). By default that is
+    the evidence rule, ``KneeRule()``: prune once a fitted curve with its uncertainty says a
+    gain over the best value so far is unlikely in the steps left (``max_epochs``, or as many
+    steps again as seen). ``method="paper"`` gives the rule of *Optimization Planning for 3D
+    ConvNets* (Qiu et al., 2021): prune once ``t >= t* + delay`` past the fitted peak ``t*``.
+    The values are taken in step order: the i-th reported value is epoch ``i`` (the first
+    should be the model before training, or the first epoch; gaps in the steps are ignored).
+    Other trials are never looked at, so the first trial is pruned like any other.
 
     The pruner keeps no state: every decision is recomputed from the stored values (Optuna
     rebuilds pruners in every process).
 
-    NaN policy: NaN and inf values are left out of the fit and are never the knee; a trial
-    whose last ``delay`` values are all NaN/inf is pruned (it diverged). A single NaN does not
-    prune.
+    NaN policy: NaN and inf values are left out of the fit and are never kept; a trial whose
+    last ``delay`` values are all NaN/inf is pruned (it diverged). A single NaN does not prune.
 
-    A pruned trial's value is its *last* intermediate value, not the knee. To record the knee
-    value, return :func:`knee_value` from the objective instead of raising ``TrialPruned``
-    (the trial completes with it), or call :func:`tell_knee` with ask-and-tell.
+    A pruned trial's value is its *last* intermediate value, not the kept one. To record the
+    kept value, return :func:`knee_value` from the objective instead of raising
+    ``TrialPruned`` (the trial completes with it), or call :func:`tell_knee` with ask-and-tell.
 
     Args:
         family: Curve family: ``"exp"`` (default), ``"power"``, ``"multi_power"`` or
             ``"multi_exp"``.
-        delay: Steps before the first fit and steps to wait past the knee (>= 1).
+        delay: Steps before the first fit (>= 1); the paper's rule also waits ``delay`` steps
+            past the knee.
         horizon: Steps over which the knee is sought (> ``delay``).
         n_warmup_steps: Keyword-only: never prune before this step (>= 0).
-        min_epochs: Keyword-only: never fit before this many values.
-        patience: Keyword-only: do not prune while the best observed value is among the
-            last ``patience`` values.
-        min_delta, smooth, keep, max_noise: Keyword-only robustness options of
-            :class:`stageplan.knee.KneeRule` (noise guard, smoothed patience, keep the best
-            observed epoch); see ``benchmarks/RESULTS.md`` for measured settings.
+        min_epochs, max_epochs: Keyword-only: never fit before this many values; the trial's
+            step budget (the evidence rule forecasts up to it).
+        method, risk, tolerance, resolution, ceiling, patience, min_delta, smooth, keep,
+            max_noise: Keyword-only options of :class:`stageplan.knee.KneeRule`.
+        rule: Keyword-only: a ready :class:`~stageplan.knee.KneeRule` (then no other rule
+            option may be given).
 
     Example:
         >>> import optuna
@@ -91,25 +108,28 @@ class KneePruner(BasePruner):
         horizon: int = 1000,
         *,
         n_warmup_steps: int = 0,
-        min_epochs: int | None = None,
-        patience: int | None = None,
-        min_delta: float = 0.0,
-        smooth: int = 1,
-        keep: str = "knee",
-        max_noise: float | None = None,
+        rule: KneeRule | None = None,
+        **options: Any,
     ) -> None:
-        # KneeRule validates every rule option eagerly.
-        self._rule = KneeRule(
-            family,
-            delay=delay,
-            horizon=horizon,
-            min_epochs=min_epochs,
-            patience=patience,
-            min_delta=min_delta,
-            smooth=smooth,
-            keep=keep,
-            max_noise=max_noise,
-        )
+        if rule is not None:
+            if not isinstance(rule, KneeRule):
+                raise ValueError(f"rule must be a KneeRule, got {rule!r}.")
+            if options or (family, delay, horizon) != ("exp", 10, 1000):
+                raise ValueError(
+                    "give either rule= or the rule's options, not both; got rule="
+                    f"{rule!r} with family={family!r}, delay={delay!r}, horizon={horizon!r}, "
+                    f"options {sorted(options)}."
+                )
+            self._rule = rule
+        else:
+            unknown = sorted(set(options) - set(_RULE_OPTIONS))
+            if unknown:
+                raise ValueError(
+                    f"Unknown KneePruner options {unknown}; expected n_warmup_steps, rule or "
+                    f"KneeRule options {list(_RULE_OPTIONS)}."
+                )
+            # KneeRule validates every rule option eagerly.
+            self._rule = KneeRule(family, delay=delay, horizon=horizon, **options)
         if isinstance(n_warmup_steps, bool) or not isinstance(n_warmup_steps, int):
             raise ValueError(f"n_warmup_steps must be an integer >= 0, got {n_warmup_steps!r}.")
         if n_warmup_steps < 0:
@@ -122,13 +142,7 @@ class KneePruner(BasePruner):
         return self._rule
 
     def __repr__(self) -> str:
-        r = self._rule
-        return (
-            f"KneePruner(family={r.family!r}, delay={r.delay}, horizon={r.horizon}, "
-            f"n_warmup_steps={self._n_warmup_steps}, min_epochs={r.min_epochs}, "
-            f"patience={r.patience}, min_delta={r.min_delta}, smooth={r.smooth}, "
-            f"keep={r.keep!r}, max_noise={r.max_noise})"
-        )
+        return f"KneePruner(n_warmup_steps={self._n_warmup_steps}, rule={self._rule!r})"
 
     def decide(self, study: optuna.Study, trial: FrozenTrial) -> KneeDecision | None:
         """The knee rule's decision on ``trial``'s curve (``None`` without values)."""

@@ -250,14 +250,25 @@ def test_knee_pruner_prunes_past_the_knee_and_reports_the_knee_value() -> None:
                 return value
         return curve[-1]
 
-    study = optuna.create_study(direction="maximize", pruner=KneePruner(delay=10))
+    paper = KneePruner(delay=10, method="paper")
+    study = optuna.create_study(direction="maximize", pruner=paper)
     study.optimize(objective, n_trials=1)
     (trial,) = study.trials
     stopped = trial.user_attrs["stopped_at"]
     assert trial.state == TrialState.COMPLETE
-    knee = KneePruner(delay=10).rule.decide(curve[: stopped + 1]).knee_epoch
+    knee = paper.rule.decide(curve[: stopped + 1]).knee_epoch
     assert knee is not None and stopped >= knee + 10
     assert trial.value == curve[knee]
+
+    # the default (evidence) rule, told the budget, stops on the same curve and keeps its best
+    evidence = KneePruner(max_epochs=59)
+    assert evidence.rule.method == "evidence"
+    study = optuna.create_study(direction="maximize", pruner=evidence)
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.trials
+    stopped = trial.user_attrs["stopped_at"]
+    assert stopped < 59 and trial.value == max(curve[: stopped + 1])
+    assert max(curve) - trial.value < 0.01
 
 
 def test_tell_knee_with_ask_and_tell() -> None:
@@ -304,3 +315,23 @@ def test_knee_pruner_passes_the_robustness_options_to_its_rule() -> None:
     assert "max_noise=1.0" in repr(pruner)
     with pytest.raises(ValueError, match="keep"):
         KneePruner(keep="last")
+
+
+def test_knee_pruner_takes_the_same_rule_and_options_as_the_planner() -> None:
+    from stageplan import KneeRule
+
+    rule = KneeRule("power", 6, max_epochs=90, risk=0.1, resolution=0.01, ceiling=1.0)
+    assert KneePruner(rule=rule).rule == rule
+    options = KneePruner("power", 6, max_epochs=90, risk=0.1, resolution=0.01, ceiling=1.0)
+    assert options.rule == rule
+    assert KneePruner(method="paper").rule == KneeRule.paper()
+    with pytest.raises(ValueError, match="either rule= or the rule's options"):
+        KneePruner(rule=rule, risk=0.3)
+    with pytest.raises(ValueError, match="either rule= or the rule's options"):
+        KneePruner("power", rule=rule)
+    with pytest.raises(ValueError, match=r"Unknown KneePruner options \['riks'\]"):
+        KneePruner(riks=0.3)
+    with pytest.raises(ValueError, match="rule must be a KneeRule"):
+        KneePruner(rule="paper")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"risk must lie in \(0, 1\)"):
+        KneePruner(risk=2.0)

@@ -135,7 +135,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
     fn = load_function(args.fn)
     try:
-        rule = KneeRule(args.family, delay=args.delay, max_epochs=args.max_epochs)
+        rule = _rule_of(args)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     try:
@@ -202,11 +202,35 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--family", default="exp")
         p.add_argument("--delay", type=int, default=10)
         p.add_argument("--max-epochs", type=int, default=None)
+        p.add_argument(
+            "--rule",
+            choices=["evidence", "paper"],
+            default="evidence",
+            help="knee rule: 'evidence' (default: stop once a gain is unlikely) or 'paper' "
+            "(the authors' t >= t* + delay)",
+        )
+        p.add_argument("--risk", type=float, default=None, help="evidence rule: stop below this")
+        p.add_argument("--tolerance", type=float, default=None, help="evidence: noise multiples")
+        p.add_argument("--resolution", type=float, default=None, help="evidence: metric's step")
+        p.add_argument("--ceiling", type=float, default=None, help="evidence: metric's best value")
+        p.add_argument("--keep", choices=["best", "knee", "auto"], default=None)
         p.add_argument("--stale-after", type=float, default=600.0)
         p.add_argument("--out", help="write the plan JSON here")
         p.add_argument("--quiet", action="store_true")
         p.set_defaults(func=_cmd_plan)
     return parser
+
+
+def _rule_of(args: argparse.Namespace) -> KneeRule:
+    """The knee rule of ``stageplan plan``'s options (validated by :class:`KneeRule`)."""
+    options = {
+        k: getattr(args, k)
+        for k in ("risk", "tolerance", "resolution", "ceiling", "keep")
+        if getattr(args, k) is not None
+    }
+    return KneeRule(
+        args.family, delay=args.delay, max_epochs=args.max_epochs, method=args.rule, **options
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -97,7 +97,9 @@ def test_tie_resolution_is_the_step_of_a_quantized_metric(steps: list[int], unit
 @settings(max_examples=60, deadline=None)
 @given(st.floats(1e-3, 10), st.integers(1, 8), st.floats(1e-3, 10), st.integers(1, 8),
        st.integers(10, 300))
-def test_bic_weights_of_two_fits_sum_to_one(s1: float, k1: int, s2: float, k2: int, n: int) -> None:
+def test_bic_weights_of_two_fits_sum_to_one(
+    s1: float, k1: int, s2: float, k2: int, n: int
+) -> None:
     w = bic_weight((s1, k1), (s2, k2), n)
     assert 0.0 <= w <= 1.0
     assert w + bic_weight((s2, k2), (s1, k1), n) == pytest.approx(1.0)
@@ -265,3 +267,22 @@ def test_cosine_curve_runs_nearly_to_its_end() -> None:
     d = _run(KneeRule(max_epochs=values.size - 1), values, mode=mode)
     assert d.epoch > 0.8 * (values.size - 1) > paper.epoch
     assert values.max() - values[d.knee_epoch] <= 1.0
+
+
+def test_cli_and_video3d_build_the_same_rule() -> None:
+    from stageplan.cli import _parser, _rule_of
+
+    base = ["plan", "--graph", "g.json", "--fn", "m:f", "--storage", "s", "--delay", "3"]
+    args = _parser().parse_args([*base, "--max-epochs", "8", "--ceiling", "1", "--risk", "0.1"])
+    assert _rule_of(args) == KneeRule(delay=3, max_epochs=8, ceiling=1.0, risk=0.1)
+    assert _rule_of(_parser().parse_args([*base, "--rule", "paper"])) == KneeRule.paper(delay=3)
+    with pytest.raises(ValueError, match="belong to method='evidence'"):
+        _rule_of(_parser().parse_args([*base, "--rule", "paper", "--ceiling", "1"]))
+    video3d = pytest.importorskip("video3d.trainer._config")
+    cfg = video3d.PRESETS["synthetic"]
+    assert cfg.knee_rule() == KneeRule(cfg.knee_family, cfg.knee_delay,
+                                       max_epochs=cfg.max_epochs, ceiling=1.0)
+    paper = video3d.TrainConfig(knee_method="paper", knee_delay=5, max_epochs=40)
+    assert paper.knee_rule() == KneeRule.paper(delay=5, max_epochs=40)
+    with pytest.raises(ValueError, match="knee_method"):
+        video3d.TrainConfig(knee_method="bayes")

@@ -9,7 +9,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stageplan import KneeRule
 
 __all__ = [
     "ConfigError",
@@ -61,6 +64,10 @@ class TrainConfig:
         weight_decay: SGD weight decay.
         knee_delay: Delay ``T`` of the knee rule.
         knee_family: Curve family of the knee rule.
+        knee_method: Knee rule: ``"evidence"`` (default; stop once a gain is unlikely) or
+            ``"paper"`` (the authors' ``t >= t* + T``).
+        knee_ceiling: The planning metric's best value (an accuracy: 1.0); the evidence rule
+            stops a transition that reaches it. ``None``: no ceiling.
         max_epochs: Epoch cap of one transition.
         val_size: Internal validation split (videos, or a fraction of the training list).
         cache_videos: Decode every video once and keep the frames in memory (small sets).
@@ -102,6 +109,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     knee_delay: int = 10
     knee_family: str = "exp"
+    knee_method: str = "evidence"
+    knee_ceiling: float | None = 1.0
     max_epochs: int = 300
     val_size: float | int = 0.1
     cache_videos: bool = False
@@ -115,6 +124,15 @@ class TrainConfig:
         _validate(self)
 
     # -- derived settings -------------------------------------------------------------------
+    def knee_rule(self) -> KneeRule:
+        """The knee rule of these settings (family, delay, epoch cap, method, ceiling)."""
+        from stageplan import KneeRule
+
+        if self.knee_method == "paper":
+            return KneeRule.paper(self.knee_family, self.knee_delay, max_epochs=self.max_epochs)
+        return KneeRule(self.knee_family, self.knee_delay, max_epochs=self.max_epochs,
+                        ceiling=self.knee_ceiling)
+
     def clip_batch(self, clip_length: int, world_size: int = 1) -> tuple[int, int]:
         """Per-device batch and gradient-accumulation steps for ``clip_length``.
 
@@ -237,6 +255,9 @@ def _validate(cfg: TrainConfig) -> None:
     need(_is_number(cfg.weight_decay) and cfg.weight_decay >= 0, "weight_decay",
          "a number >= 0")
     need(isinstance(cfg.knee_family, str), "knee_family", "a curve family name")
+    need(cfg.knee_method in ("evidence", "paper"), "knee_method", "'evidence' or 'paper'")
+    need(cfg.knee_ceiling is None or _is_number(cfg.knee_ceiling), "knee_ceiling",
+         "a number or null")
     vs = cfg.val_size
     need((_is_int(vs) and vs >= 1) or (isinstance(vs, float) and 0 < vs < 1), "val_size",
          "a video count >= 1 or a fraction in (0, 1)")

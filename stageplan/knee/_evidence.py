@@ -262,6 +262,21 @@ def bic_weight(first: tuple[float, int], second: tuple[float, int], n: int) -> f
 
 # Exponents a3 the monotone fit tries: log-spaced over the family's range (-10, 0).
 _EXPONENTS = -np.geomspace(1e-3, 10.0, 96)
+_POWERS: list[FloatArray] = [np.empty((0, _EXPONENTS.size))]
+
+
+def _powers(t: FloatArray) -> FloatArray:
+    """``(t + 1) ** _EXPONENTS`` for every ``t``; integer epochs come from a growing cache."""
+    ti = t.astype(np.int64)
+    if ti.size == 0 or not np.array_equal(ti, t) or ti.min() < 0:
+        return np.power.outer(t + 1.0, _EXPONENTS)  # type: ignore[no-any-return]
+    table = _POWERS[0]
+    top = int(ti.max())
+    if top >= table.shape[0]:
+        size = max(2 * table.shape[0], top + 1, 64)
+        table = np.power.outer(np.arange(size, dtype=np.float64) + 1.0, _EXPONENTS)
+        _POWERS[0] = table
+    return table[ti]  # type: ignore[no-any-return]
 
 
 def fit_monotone(t: FloatArray, y: FloatArray) -> FloatArray:
@@ -278,15 +293,17 @@ def fit_monotone(t: FloatArray, y: FloatArray) -> FloatArray:
         >>> bool(np.abs(fit - [5.0, -4.0, -0.5]).max() < 0.05)
         True
     """
-    x = np.power.outer(t + 1.0, _EXPONENTS)  # (n, grid)
-    xm = x - x.mean(axis=0)
-    ym = y - y.mean()
-    sxx = np.einsum("ij,ij->j", xm, xm)
-    sxy = xm.T @ ym
+    x = _powers(t)  # (n, grid)
+    n = y.size
+    xbar = x.mean(axis=0)
+    ybar = float(y.mean())
+    ym = y - ybar
+    sxx = np.einsum("ij,ij->j", x, x) - n * xbar * xbar
+    sxy = x.T @ ym
     with np.errstate(divide="ignore", invalid="ignore"):
         a2 = np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), 0.0)
     a2 = np.minimum(a2, 0.0)
-    a1 = y.mean() - a2 * x.mean(axis=0)
-    sse = np.einsum("ij,ij->j", y[:, None] - a1 - a2 * x, y[:, None] - a1 - a2 * x)
+    a1 = ybar - a2 * xbar
+    sse = float(ym @ ym) - 2.0 * a2 * sxy + a2 * a2 * sxx
     k = int(np.argmin(sse))
     return np.array([a1[k], a2[k], _EXPONENTS[k]])

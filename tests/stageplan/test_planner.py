@@ -28,7 +28,7 @@ from stageplan import (
     plan,
 )
 
-RULE = KneeRule(delay=3, max_epochs=40)
+RULE = KneeRule.paper(delay=3, max_epochs=40)  # the tests below check the paper's knee stops
 
 
 def curve(v0: float, gain: float, t: int) -> float:

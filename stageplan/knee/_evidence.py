@@ -215,7 +215,7 @@ def shrunk(values: FloatArray, fitted: FloatArray, fit_sd: FloatArray, noise: fl
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(total > 0, fit_var / np.where(total > 0, total, 1.0), 1.0)
     est = fitted + w * (values - fitted)
-    return np.where(np.isfinite(values), est, -np.inf)  # type: ignore[no-any-return]
+    return np.where(np.isfinite(values), est, -np.inf)
 
 
 def tie_resolution(values: FloatArray) -> float:
@@ -269,14 +269,14 @@ def _powers(t: FloatArray) -> FloatArray:
     """``(t + 1) ** _EXPONENTS`` for every ``t``; integer epochs come from a growing cache."""
     ti = t.astype(np.int64)
     if ti.size == 0 or not np.array_equal(ti, t) or ti.min() < 0:
-        return np.power.outer(t + 1.0, _EXPONENTS)  # type: ignore[no-any-return]
+        return np.power.outer(t + 1.0, _EXPONENTS)
     table = _POWERS[0]
     top = int(ti.max())
     if top >= table.shape[0]:
         size = max(2 * table.shape[0], top + 1, 64)
         table = np.power.outer(np.arange(size, dtype=np.float64) + 1.0, _EXPONENTS)
         _POWERS[0] = table
-    return table[ti]  # type: ignore[no-any-return]
+    return table[ti]
 
 
 def fit_monotone(t: FloatArray, y: FloatArray) -> FloatArray:

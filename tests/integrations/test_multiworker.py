@@ -313,7 +313,9 @@ def test_ctrl_c_frees_the_claim_for_a_worker_on_another_host(
     assert b.returncode == 0, b.stderr[-3000:]
     resumed = [r for r in _log_lines(log) if r[0] == edge and r[3] > interrupted_at]
     assert resumed, f"machine b never ran {edge}"
-    assert resumed[0][3] - interrupted_at < 10.0
+    # Far below stale_after (600 s): B took it at once; the bound leaves room for B's start-up
+    # on a loaded machine.
+    assert resumed[0][3] - interrupted_at < 60.0
     assert 1 <= resumed[0][1] <= epoch + 1, f"not resumed from a kept checkpoint: {resumed[:3]}"
     assert _stages(tmp_path / "plan.json") == cli_reference
 

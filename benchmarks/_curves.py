@@ -64,6 +64,7 @@ class Stage:
     mode: str
     metric: str
     values: tuple[float, ...]
+    source_repo: str = ""
 
     @property
     def length(self) -> int:
@@ -122,7 +123,9 @@ def stages_of(curve: Curve) -> list[Stage]:
             kind = "constant"
         else:
             kind = "first"
-        stages.append(Stage(curve.id, i, kind, curve.mode, curve.metric, tuple(vals)))
+        stages.append(
+            Stage(curve.id, i, kind, curve.mode, curve.metric, tuple(vals), curve.source_repo)
+        )
     return stages
 
 
@@ -140,6 +143,31 @@ def regret(values: Sequence[float], kept: int, mode: str) -> float:
     """Best value of ``values`` minus the kept one, in the metric's units (>= 0)."""
     best = values[best_index(values, mode)]
     return float(best - values[kept]) if mode == "max" else float(values[kept] - best)
+
+
+def oracle_stop(values: Sequence[float], mode: str, tolerance: float) -> int:
+    """Hindsight oracle: the first epoch whose best-so-far is within ``tolerance`` of the best.
+
+    It keeps the best checkpoint so far, so its regret is at most ``tolerance``.
+    """
+    sign = 1.0 if mode == "max" else -1.0
+    top = sign * values[best_index(values, mode)]
+    running = -math.inf
+    for t, x in enumerate(values):
+        if math.isfinite(x):
+            running = max(running, sign * x)
+        if running >= top - tolerance:
+            return t
+    return len(values) - 1
+
+
+TUNE_SOURCES = ("juntang-zhuang/Adabelief-Optimizer",)
+"""The source repository the evidence rule's defaults were tuned on; every other is held out."""
+
+
+def split_of(source_repo: str, tune: Sequence[str] = TUNE_SOURCES) -> str:
+    """``"tune"`` for a tuning source, ``"held_out"`` for the rest."""
+    return "tune" if source_repo in tune else "held_out"
 
 
 def studies(curves: Iterable[Curve]) -> dict[str, list[Curve]]:

@@ -10,7 +10,14 @@ reports ``values[i]`` at step ``i`` and asks ``should_prune()`` after every repo
 Pruners: none (``NopPruner``), ``MedianPruner()``, ``PercentilePruner(25.0)``,
 ``SuccessiveHalvingPruner()``, ``HyperbandPruner(min_resource=1, max_resource=<epochs>)``,
 ``ThresholdPruner`` (see below), ``PatientPruner(None, patience=p)``, and
-:class:`integrations.optuna.KneePruner` (the paper's rule, and the guarded variant).
+:class:`integrations.optuna.KneePruner`: ``knee`` (the default evidence rule, ``KneePruner()``),
+``knee_max_epochs`` (the same told the trial's step budget), ``knee_paper`` (the paper's rule,
+the pruner's default before the evidence rule) and ``knee_guarded`` (the guarded paper rule).
+
+**Split by source repository**: the ``study_split`` column is ``tune`` for studies whose
+curves come from the evidence rule's tuning source (``_curves.TUNE_SOURCES``: the
+Adabelief-Optimizer CIFAR-10 and PTB runs) and ``held_out`` for the rest; a ``cifar10-<arch>``
+study mixes Adabelief-Optimizer curves with held-out AdaBound/ACProp ones (``mixed``).
 
 *Kept model* of a trial, by pruner:
 
@@ -56,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# the guarded knee rule of stopping_stages.py (accuracy in %; perplexity uses the same numbers)
+# the guarded paper rule of stopping_stages.py (accuracy in %; perplexity uses the same numbers)
 ROBUST = {"max_noise": 1.0, "patience": 20, "min_delta": 0.5, "smooth": 5, "keep": "best"}
 
 
@@ -64,11 +71,10 @@ def _knee_pruner_class() -> type:
     from integrations.optuna import KneePruner
 
     class ReplayKneePruner(KneePruner):  # type: ignore[misc]
-        """``KneePruner`` with a given rule, memoising ``decide`` per (curve, step)."""
+        """``KneePruner(rule=rule)``, memoising ``decide`` per (curve, step)."""
 
         def __init__(self, rule: Any, cache: dict[Any, Any]) -> None:
-            super().__init__(rule.family, rule.delay, rule.horizon)
-            self._rule = rule  # the rule may use options KneePruner does not expose yet
+            super().__init__(rule=rule)
             self._cache = cache
 
         def decide(self, study: Any, trial: Any) -> Any:
@@ -104,11 +110,13 @@ def pruners(
         "threshold_hindsight": lambda: P.ThresholdPruner(**threshold, n_warmup_steps=20),
         "patient10": lambda: P.PatientPruner(None, patience=10),
         "patient20": lambda: P.PatientPruner(None, patience=20),
-        "knee": lambda: knee(KneeRule("exp", delay=10), cache),
-        "knee_guarded": lambda: knee(KneeRule("exp", delay=10, **ROBUST), cache),
+        "knee": lambda: knee(KneeRule(), cache),
+        "knee_max_epochs": lambda: knee(KneeRule(max_epochs=n_epochs - 1), cache),
+        "knee_paper": lambda: knee(KneeRule.paper("exp", delay=10), cache),
+        "knee_guarded": lambda: knee(KneeRule.paper("exp", delay=10, **ROBUST), cache),
     }
     if quick:
-        keep = ("none", "median", "hyperband", "patient10", "knee", "knee_guarded")
+        keep = ("none", "median", "hyperband", "patient10", "knee", "knee_paper", "knee_guarded")
         out = {k: v for k, v in out.items() if k in keep}
     return out
 
@@ -179,8 +187,16 @@ def run_study(job: tuple[str, list[_curves.Curve], int, bool]) -> list[dict[str,
         start = time.perf_counter()
         for seed in range(seeds):
             r = replay(curves, make, seed, knee=pname.startswith("knee"))
+            splits = sorted({_curves.split_of(c.source_repo) for c in curves})
             rows.append(
-                {"study": name, "pruner": pname, "seed": seed, "trials": len(curves), **r}
+                {
+                    "study": name,
+                    "pruner": pname,
+                    "seed": seed,
+                    "trials": len(curves),
+                    "splits": splits,
+                    **r,
+                }
             )
         rows[-1]["seconds_all_seeds"] = round(time.perf_counter() - start, 2)
     return rows
@@ -193,10 +209,12 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (study, pruner), rs in groups.items():
         full = rs[0]["full_epochs"]
+        splits = set(rs[0]["splits"])
         epochs = statistics.fmean(r["epochs"] for r in rs)
         out.append(
             {
                 "study": study,
+                "study_split": splits.pop() if len(splits) == 1 else "mixed",
                 "pruner": pruner,
                 "trials": rs[0]["trials"],
                 "seeds": len(rs),
@@ -303,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "seconds": round(elapsed, 1),
         "workers": args.workers,
         "guarded_knee": ROBUST,
+        "tune_sources": list(_curves.TUNE_SOURCES),
     }
     out.write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1) + "\n")
     with open(out.with_suffix(".csv"), "w", newline="") as fh:
@@ -311,10 +330,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         writer.writerows(summary)
     if png is not None:
         plot(summary, png)
-    print(f"{'study':18s} {'pruner':20s} {'saved%':>7s} {'regret':>7s} {'complete':>8s}")
+    print(
+        f"{'study':18s} {'split':8s} {'pruner':20s} {'saved%':>7s} {'regret':>7s} "
+        f"{'complete':>8s}"
+    )
     for r in summary:
         print(
-            f"{r['study']:18s} {r['pruner']:20s} {100 * r['saved_fraction']:7.1f} "
+            f"{r['study']:18s} {r['study_split']:8s} {r['pruner']:20s} "
+            f"{100 * r['saved_fraction']:7.1f} "
             f"{r['mean_regret']:7.2f} {r['mean_completed']:8.1f}"
         )
     print(f"{len(groups)} studies, {seeds} seeds, {elapsed:.1f} s -> {out}")

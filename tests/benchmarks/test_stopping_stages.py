@@ -32,11 +32,26 @@ def test_quick_run_writes_a_summary(tmp_path: pathlib.Path) -> None:
     kinds = {(r["kind"], r["unit"]) for r in rows}
     assert {("post_drop", "acc"), ("cosine", "acc"), ("post_drop", "ppl")} <= kinds
     rules = {r["rule"] for r in rows}
-    assert {"knee-exp-d10", "patient-p10", "plateau-p10-th0.0001"} <= rules
+    assert {
+        "evidence", "knee-exp-d10", "knee-guarded", "oracle-0.2", "patient-p10",
+        "plateau-p10-th0.0001",
+    } <= rules
+    assert {r["split"] for r in rows} == {"tune", "held_out", "all"}
     for r in rows:
         assert 0 <= r["median_saved"] <= r["median_length"]
+        assert 0 <= r["saved_fraction"] <= 1 and 0 <= r["median_saved_fraction"] <= 1
         assert r["median_regret"] >= 0 and r["max_regret"] >= r["median_regret"]
-    assert out.with_suffix(".csv").exists() and len(records.read_text().splitlines()) > len(rows)
+        if r["rule"] == "oracle-0.2":
+            assert r["max_regret"] <= 0.2 + 1e-9  # the oracle keeps its promise
+    by_split = [r for r in rows if r["split"] != "all"]
+    lines = records.read_text().splitlines()
+    assert out.with_suffix(".csv").exists() and len(lines) - 1 >= len(by_split)
+    # the split is by source repository: every held-out record comes from another source
+    header = lines[0].split(",")
+    src, split = header.index("source"), header.index("split")
+    for line in lines[1:]:
+        fields = line.split(",")
+        assert (fields[split] == "tune") == (fields[src] == "juntang-zhuang/Adabelief-Optimizer")
 
 
 def test_stages_keep_the_value_before_the_stage_as_epoch_0() -> None:

@@ -36,3 +36,7 @@ def test_quick_run_replays_studies_under_each_pruner(tmp_path: pathlib.Path) -> 
             assert r["mean_epochs"] == r["full_epochs"] and abs(r["mean_regret"]) < 1e-9
             assert r["mean_completed"] == r["trials"]
     assert any(r["saved_fraction"] > 0 for (_s, p), r in by.items() if p == "knee")
+    assert {p for _s, p in by} >= {"knee", "knee_paper", "knee_guarded"}
+    # the PTB study is all Adabelief-Optimizer (tuning source); NB201 is held out
+    assert by[("ptb-2layer", "knee")]["study_split"] == "tune"
+    assert by[("nb201", "knee")]["study_split"] == "held_out"

@@ -528,7 +528,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10.5, 4.8))
     first = True
     for r in rows:
         if r["method"] != "grid":
@@ -542,6 +542,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
               "default": ("v", "C4"), "multigrid": ("X", "C5"), "search": ("^", "C1")}
     for method, (marker, colour) in styles.items():
         mine = [r for r in rows if r["method"] == method and r["test_top1"] is not None]
+        if not mine:
+            continue
         ax.scatter([r["clip_frames"] / 1e6 for r in mine], [100 * r["test_top1"] for r in mine],
                    marker=marker, color=colour, s=45, label=LABELS[method], zorder=3,
                    edgecolors="black", linewidths=0.5)
@@ -550,7 +552,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

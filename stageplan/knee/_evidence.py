@@ -52,9 +52,17 @@ class Forecast:
 
 
 def forecast(
-    family: Family, params: FloatArray, t: FloatArray, y: FloatArray, ahead: FloatArray
+    family: Family,
+    params: FloatArray,
+    t: FloatArray,
+    y: FloatArray,
+    ahead: FloatArray,
+    *,
+    fitted_sd: bool = True,
 ) -> Forecast:
     """Forecast of ``family`` with fitted ``params`` (data ``(t, y)``) at the epochs ``ahead``.
+
+    ``fitted_sd=False`` skips the fit's standard deviation at the observed epochs (``nan``).
 
     Example:
         >>> from stageplan.knee._families import get_family
@@ -71,10 +79,10 @@ def forecast(
         jac = family.jacobian(params, t)
         free = free_parameters(family, params, jac, noise)
         cov = fit_covariance(jac, noise, free)
-        fitted_sd = prediction_sd(jac, cov)
+        obs_sd = prediction_sd(jac, cov) if fitted_sd else np.full(t.size, np.nan)
         mean = family.value(params, ahead)
         sd = np.sqrt(prediction_sd(family.jacobian(params, ahead), cov) ** 2 + noise**2)
-    return Forecast(fitted, fitted_sd, noise, mean, sd)
+    return Forecast(fitted, obs_sd, noise, mean, sd)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ class Evidence:
         threshold: The gain that counts, in the metric's units.
         noise: Standard deviation of one observation (the fit's residual sd).
         end: Last epoch of the budget considered.
-        keep: The observed epoch with the highest estimated true value (see :func:`shrunk`).
+        keep: With ``keep="auto"`` the observed epoch with the highest estimated true value
+            (see :func:`shrunk`), else the best observed epoch.
     """
 
     chance: float
@@ -156,8 +165,14 @@ def fit_covariance(jac: FloatArray, noise: float, free: FloatArray) -> FloatArra
     norms = np.linalg.norm(sub, axis=0)
     norms[norms == 0.0] = 1.0
     scaled = sub / norms
-    inv = np.linalg.pinv(scaled.T @ scaled, rcond=1e-10, hermitian=True)
-    cov[np.ix_(idx, idx)] = noise**2 * inv / np.outer(norms, norms)
+    # pseudo-inverse of the symmetric normal matrix by its eigenvectors (rcond 1e-10)
+    w, vec = np.linalg.eigh(scaled.T @ scaled)
+    keep = w > 1e-10 * max(float(w[-1]), 0.0)
+    inv = (vec[:, keep] / w[keep]) @ vec[:, keep].T
+    if idx.size == k:
+        cov = noise**2 * inv / np.outer(norms, norms)
+    else:
+        cov[np.ix_(idx, idx)] = noise**2 * inv / np.outer(norms, norms)
     return cov
 
 

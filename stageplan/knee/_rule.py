@@ -698,20 +698,23 @@ class KneeRule:
         end = self._budget_end(t)
         ahead = np.arange(t + 1, end + 1, dtype=np.float64)
         fam = get_family(self._family)
-        main = forecast(fam, np.asarray(params), tf, y, ahead)
+        auto = self._keep == "auto"
+        main = forecast(fam, np.asarray(params), tf, y, ahead, fitted_sd=auto)
         resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
         scale = max(abs(float(z[best])), float(np.ptp(y)))
         threshold = max(resolution, self._tolerance * main.noise, _MIN_GAIN * scale)
         level = float(z[best]) + threshold
         chance = main.chance(level)
         if finite.size >= MONOTONE.n_params + _MIN_DOF:
-            other = forecast(MONOTONE, fit_monotone(tf, y), tf, y, ahead)
+            other = forecast(MONOTONE, fit_monotone(tf, y), tf, y, ahead, fitted_sd=False)
             w = bic_weight(
                 (main.noise, fam.n_params), (other.noise, MONOTONE.n_params), finite.size
             )
             chance = (1.0 - w) * chance + w * other.chance(level)
-        est = shrunk(y, main.fitted, main.fitted_sd, main.noise)
-        keep = int(finite[int(np.argmax(est))]) if np.any(np.isfinite(est)) else best
+        keep = best
+        if auto:
+            est = shrunk(y, main.fitted, main.fitted_sd, main.noise)
+            keep = int(finite[int(np.argmax(est))]) if np.any(np.isfinite(est)) else best
         return Evidence(chance, threshold, main.noise, end, keep)
 
     def _budget_end(self, t: int) -> int:

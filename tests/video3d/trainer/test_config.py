@@ -23,7 +23,7 @@ PAPER = ["activitynet", "hmdb51", "kinetics400", "kinetics600", "ssv1", "ssv2", 
 
 
 def test_presets_cover_the_paper_datasets() -> None:
-    assert set(PAPER) | {"synthetic", "tiny"} == set(list_presets())
+    assert set(PAPER) | {"events", "synthetic", "tiny"} == set(list_presets())
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,13 @@
-"""Knee stopping rule: fit a unimodal curve to a transition's validation curve, stop past its peak.
+"""Knee stopping rule: fit a curve to a transition's validation curve, stop when it is done.
 
-Implements the rule of *Optimization Planning for 3D ConvNets* (Qiu et al., ICML 2021): once
-``t >= delay`` epochs have been seen, fit ``f(t) = g(t) + a t + b t^2`` (``g`` increasing and
-bounded, ``b <= 0``) by Trust Region Reflective least squares, take ``t* = argmax f`` over a long
-horizon and stop once ``t >= t* + delay``, keeping epoch ``t*``.
+Every rule fits one of the unimodal families of *Optimization Planning for 3D ConvNets* (Qiu et
+al., ICML 2021, Table 1), ``f(t) = g(t) + a t + b t^2`` (``g`` increasing and bounded,
+``b <= 0``), by Trust Region Reflective least squares. The default, ``KneeRule()``, decides from
+the evidence: the fit and its uncertainty forecast the epochs left in the budget, and it stops
+once a gain over the best value so far (beyond the noise or the metric's resolution) is unlikely
+(see :mod:`stageplan.knee._evidence`). ``KneeRule.paper()`` is the authors' rule: once
+``t >= delay``, take ``t* = argmax f`` over a long horizon and stop once ``t >= t* + delay``,
+keeping epoch ``t*``.
 
 Example:
     >>> from stageplan.knee import KneeRule

@@ -50,6 +50,9 @@ class TrainConfig:
         segment_len: Frames per run of uniform sampling.
         frame_stride: Frame step of consecutive clips.
         flip: Random horizontal flips in training.
+        normalize_on_device: Training loaders ship ``uint8`` crops and the trainer flips and
+            normalises them where the model runs (a quarter of the bytes to copy, the float
+            work off the loader's cores). ``None``: on CUDA only.
         frozen_bn_clip_lengths: Clip lengths trained with every BN but the stem's frozen.
         crop_size: Training and planning-evaluation crop side.
         short_side: Range of the resized short side in training.
@@ -96,6 +99,7 @@ class TrainConfig:
     segment_len: int = 4
     frame_stride: int = 1
     flip: bool = True
+    normalize_on_device: bool | None = None
     frozen_bn_clip_lengths: tuple[int, ...] = (64, 128)
     crop_size: int = 224
     short_side: tuple[int, int] = (256, 340)
@@ -265,6 +269,8 @@ def _validate(cfg: TrainConfig) -> None:
     need(_is_number(cfg.max_bad_video_share) and 0 <= cfg.max_bad_video_share < 1,
          "max_bad_video_share", "a fraction in [0, 1)")
     need(isinstance(cfg.flip, bool), "flip", "true or false")
+    need(cfg.normalize_on_device is None or isinstance(cfg.normalize_on_device, bool),
+         "normalize_on_device", "true, false or null")
     need(isinstance(cfg.extended, bool), "extended", "true or false")
     need(cfg.threads is None or (_is_int(cfg.threads) and cfg.threads >= 1), "threads",
          "a positive integer or null")

@@ -452,16 +452,22 @@ def make_dataset(
     cache: FrameCache | None,
     seed: int = 0,
     bad_videos: BadVideoLog | None = None,
+    uint8: bool = False,
 ) -> Any:
     """A train / val / test dataset of ``entries`` under ``config``'s transforms.
 
     Unreadable videos are recorded in ``bad_videos`` (default: the log a
-    :class:`DataBundle` split carries, else a new one).
+    :class:`DataBundle` split carries, else a new one). With ``uint8`` a training dataset
+    yields cropped ``uint8 [T, S, S, 3]`` clips, to be flipped and normalised on the device
+    (:func:`video3d.data.device_transforms.normalize_clips`).
     """
     from video3d.data import ClipSampler, EvalTransform, TrainTransform, VideoClipDataset
+    from video3d.data.device_transforms import TrainCrop
 
-    if mode == "train":
-        transform: Any = TrainTransform(config.crop_size, config.short_side, flip=config.flip)
+    if mode == "train" and uint8:
+        transform: Any = TrainCrop(config.crop_size, config.short_side)
+    elif mode == "train":
+        transform = TrainTransform(config.crop_size, config.short_side, flip=config.flip)
     elif mode == "val":
         transform = EvalTransform(config.eval_short_side, config.crop_size, num_crops=1)
     else:

@@ -324,6 +324,18 @@ class VideoTrainer:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return x
 
+    def _normalize(self, clips: torch.Tensor, flips: torch.Generator) -> torch.Tensor:
+        """``uint8`` clips from the loader, flipped and normalised where the model runs."""
+        import torch
+
+        from video3d.data.device_transforms import normalize_clips, random_flips
+
+        clips = clips.to(self.device, non_blocking=True)
+        mask = random_flips(len(clips), generator=flips, device=self.device) \
+            if self.config.flip else None
+        fmt = torch.channels_last_3d if self.cuda else None
+        return normalize_clips(clips, flip=mask, memory_format=fmt)
+
     def _loader(self, dataset: Any, batch: int, *, shuffle: bool, epoch: int, seed: int) -> Any:
         import torch
         from torch.utils.data import DataLoader, DistributedSampler
@@ -360,11 +372,16 @@ class VideoTrainer:
         desc: str = "train",
     ) -> float:
         """One pass over the training part; returns the mean loss (NaN if it diverged)."""
+        import torch
+
         batch, accum = self.config.clip_batch(clip_length, self.dist.world_size)
+        on_device = self.config.normalize_on_device
+        on_device = self.cuda if on_device is None else on_device
         dataset = make_dataset(
             self.data.train, self.config, mode="train", sampling=sampling,
-            clip_length=clip_length, cache=self.data.cache, seed=seed,
+            clip_length=clip_length, cache=self.data.cache, seed=seed, uint8=on_device,
         )
+        flips = torch.Generator().manual_seed(seed * 1000 + epoch + 7919 * self.dist.rank)
         loader = self._loader(dataset, batch, shuffle=True, epoch=epoch, seed=seed)
         bar = ProgressBar(len(loader), desc, stream=self.stream)
         wrapped.train()
@@ -372,7 +389,8 @@ class VideoTrainer:
         total, count, finite = 0.0, 0, True
         steps = len(loader)
         for i, (clips, labels) in enumerate(loader):
-            x, y = self._to_device(clips), labels.to(self.device)
+            x = self._normalize(clips, flips) if on_device else self._to_device(clips)
+            y = labels.to(self.device)
             last = (i + 1) % accum == 0 or i + 1 == steps
             sync = contextlib.nullcontext() if last or not self.dist.enabled else \
                 wrapped.no_sync()  # type: ignore[operator]

@@ -119,3 +119,34 @@ def test_planning_metric_uses_top_k_below_the_class_count(classes: int, expected
 
     top = {"top1": 0.5, "top3": 0.9, "top5": 1.0}
     assert planning_metric(top, classes) == pytest.approx(expected)
+
+
+def test_normalising_on_the_device_trains_exactly_like_the_loader_path(
+    tiny_data_dir: Path,
+) -> None:
+    """uint8 crops normalised where the model runs give the CPU pipeline's numbers."""
+    import dataclasses
+
+    losses = []
+    for on_device in (False, True):
+        cfg = dataclasses.replace(get_preset("tiny"), flip=False, normalize_on_device=on_device)
+        t = VideoTrainer(cfg, load_data(tiny_data_dir, cfg), device="cpu")
+        torch.manual_seed(0)
+        model = t.new_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        losses.append(t.train_epoch(model, model, optimizer, "uniform", 4, seed=3, epoch=0))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_flips_on_the_device_are_seeded(tiny_data_dir: Path) -> None:
+    import dataclasses
+
+    cfg = dataclasses.replace(get_preset("tiny"), flip=True, normalize_on_device=True)
+    t = VideoTrainer(cfg, load_data(tiny_data_dir, cfg), device="cpu")
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = t.new_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        losses.append(t.train_epoch(model, model, optimizer, "uniform", 4, seed=3, epoch=1))
+    assert losses[0] == losses[1]

@@ -110,6 +110,15 @@ def build_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def grid_for(cfg: Any, args: argparse.Namespace) -> list[wl.GridSpec]:
+    if getattr(args, "grid_names", None):  # finish a grid cut short: only the named schedules
+        wanted = set(args.grid_names)
+        specs = [sp for sp in grid_for(cfg, argparse.Namespace(**{**vars(args),
+                                                                  "grid_names": None}))
+                 if sp.name in wanted]
+        if len(specs) != len(wanted):
+            raise SystemExit(f"--grid-names: unknown schedule(s) "
+                             f"{sorted(wanted - {sp.name for sp in specs})}")
+        return specs
     if args.quick:
         # A 2-point grid: one schedule, both sampling strategies.
         return wl.grid_specs(cfg.clip_lengths, cfg.learning_rates, samplings=cfg.samplings,
@@ -580,6 +589,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-trials", type=int, help="cap on search trials (default: budget only; "
                    "3 with --quick)")
     p.add_argument("--basic", action="store_true", help="also plan the basic graph")
+    p.add_argument("--grid-names", nargs="+", metavar="NAME",
+                   help="run only these grid schedules (names as logged, e.g. 'unif l2-l3 "
+                   "cosine 8ep'): finishes a grid cut short")
     p.add_argument("--plan-from", metavar="JSON",
                    help="reuse the plan_extended rows (schedule, epochs, budget) of an earlier "
                    "result or partial file for its seeds instead of planning again")

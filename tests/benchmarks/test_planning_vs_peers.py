@@ -133,3 +133,14 @@ def test_planning_vs_peers_quick(tmp_path: Path) -> None:
     merged = json.loads((tmp_path / "merged" / "planning_vs_peers.json").read_text())
     assert merged["summary"] == result["summary"] and merged["claim"] == result["claim"]
     assert merged["grid_size"] == result["grid_size"] and merged["seeds"] == [0]
+
+
+def test_grid_names_pick_schedules_of_the_grid_and_name_unknown_ones() -> None:
+    import planning_vs_peers as pvp
+
+    args = pvp.parse_args(["--quick", "--totals", "2", "--grid-names", "unif l1-l3 step 2ep"])
+    cfg, _ = pvp.build_config(args)
+    assert [s.name for s in pvp.grid_for(cfg, args)] == ["unif l1-l3 step 2ep"]
+    args.grid_names = ["unif l1-l3 step 9ep"]
+    with pytest.raises(SystemExit, match="unknown schedule"):
+        pvp.grid_for(cfg, args)

@@ -51,10 +51,8 @@ def graph_for(config: TrainConfig) -> TransitionGraph:
 
 
 def rule_for(config: TrainConfig) -> KneeRule:
-    """The knee rule of the preset (delay, family, epoch cap)."""
-    from stageplan import KneeRule
-
-    return KneeRule(config.knee_family, delay=config.knee_delay, max_epochs=config.max_epochs)
+    """The knee rule of the preset: :meth:`TrainConfig.knee_rule` (method, ceiling included)."""
+    return config.knee_rule()
 
 
 def hand_tuned_plan(config: TrainConfig, total_epochs: int, sampling: str) -> Plan:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from video3d.data.decoding import VideoInfo, _check_box, _has_packet_pts
+from video3d.data.decoding import VideoInfo, _check_request, _has_packet_pts
 from video3d.data.errors import VideoDecodeError
 
 if TYPE_CHECKING:
@@ -177,23 +177,10 @@ class TorchCodecReader:
         <video3d.data.decoding.VideoReader.read>`); the tensor is on the reader's device."""
         import torch
 
-        wanted = np.asarray(
-            indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64
-        ).reshape(-1)
-        if wanted.size == 0:
-            raise ValueError(f"no frame indices given for {self.path}")
-        bad = wanted[(wanted < 0) | (wanted >= self._num_frames)]
-        if bad.size:
-            raise ValueError(
-                f"frame indices {sorted(set(bad.tolist()))[:5]} out of range for {self.path}, "
-                f"which has {self._num_frames} frames"
-            )
-        box = None if crop is None else _check_box(crop, self.width, self.height, self.path)
-        if size is not None:
-            out_h, out_w = (int(v) for v in size)
-            if out_h < 1 or out_w < 1:
-                raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
-            size = (out_h, out_w)
+        wanted, box, size = _check_request(
+            indices.cpu() if isinstance(indices, torch.Tensor) else indices, crop, size,
+            num_frames=self._num_frames, width=self.width, height=self.height, path=self.path,
+        )
         if self._decoder is None:
             raise VideoDecodeError("reader is closed", path=self.path)
         unique = np.unique(wanted)

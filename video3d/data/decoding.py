@@ -136,6 +136,39 @@ def _check_box(
         )
     return top, left, h, w
 
+def _check_request(
+    indices: Any,
+    crop: Sequence[int] | None,
+    size: Sequence[int] | None,
+    *,
+    num_frames: int,
+    width: int,
+    height: int,
+    path: str,
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None, tuple[int, int] | None]:
+    """A reader's ``read_frames`` arguments checked: ``(indices, crop box, output size)``.
+
+    One check for every decoder behind the reader interface, so that they refuse the same
+    requests with the same messages.
+    """
+    wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if wanted.size == 0:
+        raise ValueError(f"no frame indices given for {path}")
+    bad = wanted[(wanted < 0) | (wanted >= num_frames)]
+    if bad.size:
+        raise ValueError(
+            f"frame indices {sorted(set(bad.tolist()))[:5]} out of range for {path}, "
+            f"which has {num_frames} frames"
+        )
+    box = None if crop is None else _check_box(crop, width, height, path)
+    out: tuple[int, int] | None = None
+    if size is not None:
+        out_h, out_w = (int(v) for v in size)
+        if out_h < 1 or out_w < 1:
+            raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
+        out = (out_h, out_w)
+    return wanted, box, out
+
 
 def _even_box(
     box: tuple[int, int, int, int], width: int, height: int
@@ -421,21 +454,10 @@ class VideoReader:
         """
         import torch
 
-        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if wanted.size == 0:
-            raise ValueError(f"no frame indices given for {self.path}")
-        bad = wanted[(wanted < 0) | (wanted >= self._num_frames)]
-        if bad.size:
-            raise ValueError(
-                f"frame indices {sorted(set(bad.tolist()))[:5]} out of range for {self.path}, "
-                f"which has {self._num_frames} frames"
-            )
-        box = None if crop is None else _check_box(crop, self.width, self.height, self.path)
-        if size is not None:
-            out_h, out_w = (int(v) for v in size)
-            if out_h < 1 or out_w < 1:
-                raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
-            size = (out_h, out_w)
+        wanted, box, size = _check_request(
+            indices, crop, size, num_frames=self._num_frames, width=self.width,
+            height=self.height, path=self.path,
+        )
         if self._container is None:
             raise VideoDecodeError("reader is closed", path=self.path)
         unique = np.unique(wanted)

@@ -277,6 +277,15 @@ def _storages(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return url
 
 
+def _recipe(tmp_path: Path, storage: str) -> tuple[list[str], Path, Path]:
+    """The workers' command-line arguments, their epoch log and the shared checkpoint folder."""
+    graph_file = tmp_path / "graph.json"
+    graph_file.write_text(json.dumps(plan_worker.graph().to_dict()))
+    ckpt = tmp_path / "shared-checkpoints"
+    args = _cli_args(storage, graph_file, "--checkpoints", str(ckpt))
+    return args, tmp_path / "epochs.log", ckpt
+
+
 @pytest.fixture(params=["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
 def shared_storage(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return _storages(tmp_path, request)
@@ -286,11 +295,7 @@ def shared_storage(tmp_path: Path, request: pytest.FixtureRequest) -> str:
 def test_ctrl_c_frees_the_claim_for_a_worker_on_another_host(
     tmp_path: Path, shared_storage: str, cli_reference: list[tuple[str, int, float]]
 ) -> None:
-    graph_file = tmp_path / "graph.json"
-    graph_file.write_text(json.dumps(plan_worker.graph().to_dict()))
-    ckpt = tmp_path / "shared-checkpoints"
-    log = tmp_path / "epochs.log"
-    args = _cli_args(shared_storage, graph_file, "--checkpoints", str(ckpt))
+    args, log, _ = _recipe(tmp_path, shared_storage)
     a = subprocess.Popen(
         _machine_cmd("machine-a", *args), env=_machine_env(tmp_path / "a", log, 0.2),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -326,11 +331,7 @@ def test_three_machines_share_only_a_new_database_and_a_checkpoint_location(
     tmp_path: Path, fresh_postgres_url: str, cli_reference: list[tuple[str, int, float]]
 ) -> None:
     """The README recipe: started at once on a new database, one machine killed mid-way."""
-    graph_file = tmp_path / "graph.json"
-    graph_file.write_text(json.dumps(plan_worker.graph().to_dict()))
-    ckpt = tmp_path / "shared-checkpoints"
-    log = tmp_path / "epochs.log"
-    args = _cli_args(fresh_postgres_url, graph_file, "--checkpoints", str(ckpt))
+    args, log, ckpt = _recipe(tmp_path, fresh_postgres_url)
     procs = {
         host: subprocess.Popen(
             _machine_cmd(host, *args, "--stale-after", "2", "--out", f"{tmp_path}/{host}.json"),

@@ -100,7 +100,7 @@ def _open_storage(spec: dict[str, Any]) -> Any:
 
     if spec["kind"] == "dir":
         return LocalStorage(spec["url"])
-    from integrations.optuna import OptunaStorage
+    from stageplan.integrations.optuna import OptunaStorage
 
     return OptunaStorage(spec["url"], study_name="soak", checkpoints=spec.get("checkpoints"))
 

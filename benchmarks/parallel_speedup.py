@@ -80,7 +80,7 @@ def run(graph: TransitionGraph, workers: int, sleep: float, storage: str, rule: 
     folder = tempfile.mkdtemp(prefix="stageplan-speedup-")
     try:
         if storage == "journal":
-            from integrations.optuna import OptunaStorage
+            from stageplan.integrations.optuna import OptunaStorage
 
             store: Any = OptunaStorage(f"journal:{os.path.join(folder, 'plan.log')}")
         else:

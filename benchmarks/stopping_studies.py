@@ -10,7 +10,8 @@ reports ``values[i]`` at step ``i`` and asks ``should_prune()`` after every repo
 Pruners: none (``NopPruner``), ``MedianPruner()``, ``PercentilePruner(25.0)``,
 ``SuccessiveHalvingPruner()``, ``HyperbandPruner(min_resource=1, max_resource=<epochs>)``,
 ``ThresholdPruner`` (see below), ``PatientPruner(None, patience=p)``, and
-:class:`integrations.optuna.KneePruner`: ``knee`` (the default evidence rule, ``KneePruner()``),
+:class:`stageplan.integrations.optuna.KneePruner`: ``knee`` (the default evidence rule,
+``KneePruner()``),
 ``knee_max_epochs`` (the same told the trial's step budget), ``knee_paper`` (the paper's rule,
 the pruner's default before the evidence rule) and ``knee_guarded`` (the guarded paper rule).
 
@@ -24,7 +25,7 @@ study mixes Adabelief-Optimizer curves with held-out AdaBound/ACProp ones (``mix
 - Optuna's pruners have no notion of a checkpoint; we grant them the best checkpoint so far
   (the best value the trial reported before it stopped or completed), which needs a
   save-the-best callback. This is the optimistic reading.
-- ``KneePruner``: the checkpoint its rule keeps, :func:`integrations.optuna.knee_value`
+- ``KneePruner``: the checkpoint its rule keeps, :func:`stageplan.integrations.optuna.knee_value`
   (the value at the knee epoch; the best value so far while the rule cannot fit).
 
 The study keeps the best kept model over its trials; ``regret`` = the study's true best (the best
@@ -68,7 +69,7 @@ ROBUST = {"max_noise": 1.0, "patience": 20, "min_delta": 0.5, "smooth": 5, "keep
 
 
 def _knee_pruner_class() -> type:
-    from integrations.optuna import KneePruner
+    from stageplan.integrations.optuna import KneePruner
 
     class ReplayKneePruner(KneePruner):  # type: ignore[misc]
         """``KneePruner(rule=rule)``, memoising ``decide`` per (curve, step)."""
@@ -127,8 +128,7 @@ def replay(
     """Replay ``curves`` as trials of one study in a seeded random order."""
     import optuna
     from optuna.trial import TrialState
-
-    from integrations.optuna import knee_value
+    from stageplan.integrations.optuna import knee_value
 
     mode = curves[0].mode
     sign = 1.0 if mode == "max" else -1.0

@@ -34,8 +34,7 @@ from stageplan import LocalStorage, Progress, TransitionGraph, TransitionRecord
 
 def backends(folder: str) -> list[tuple[str, Any]]:
     import optuna
-
-    from integrations.optuna import OptunaStorage
+    from stageplan.integrations.optuna import OptunaStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: list[tuple[str, Any]] = [

@@ -7,7 +7,8 @@ fixes the *image size* the network is trained and validated at (the images are
 area-downsampled to 4x4, 8x8 or 16x16: small images train fast and show the angle, but
 averaging erases the pattern) and the *learning rate* (Adam, constant within a state). The
 paper's extended transition graph over size x learning rate is planned with the knee rule;
-every transition is one ``Trainer.fit`` through ``integrations.lightning.LightningTransition``.
+every transition is one ``Trainer.fit`` through
+``stageplan.integrations.lightning.LightningTransition``.
 
 Run (about five minutes on two CPU cores; ``--quick`` takes well under a minute):
     python examples/lightning_progressive_resizing.py [--out runs/lightning-example] [--quick]
@@ -26,11 +27,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from stageplan.integrations.lightning import LightningTransition
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from integrations.lightning import LightningTransition
 from stageplan import KneeRule, Plan, TransitionGraph
 
 FULL = 16
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> Plan:
     result = run.plan(graph, storage=storage, rule=rule, progress=not args.quiet)
     result.save(out / "plan.json")
     if args.storage and ("://" in args.storage or args.storage.startswith("journal:")):
-        from integrations.optuna import publish_plan
+        from stageplan.integrations.optuna import publish_plan
 
         publish_plan(args.storage, result)
     print(result.summary())

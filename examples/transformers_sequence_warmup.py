@@ -7,8 +7,8 @@ trains and evaluates on (the first 16, 32 or 64 tokens: short sequences are chea
 what the markers mean, but many have lost all three) and the *learning rate* (constant
 within a state). The paper's extended transition graph over length x learning rate is
 planned with the knee rule; every transition is one ``Trainer`` through
-``integrations.transformers.TransformersTransition``, and ``eval_accuracy`` after every epoch
-is the curve.
+``stageplan.integrations.transformers.TransformersTransition``, and ``eval_accuracy`` after
+every epoch is the curve.
 
 Run (a few minutes on two CPU cores; ``--quick`` takes about a minute):
     python examples/transformers_sequence_warmup.py [--out runs/transformers-example] [--quick]
@@ -29,9 +29,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model comes from a config
 
 import numpy as np
 import torch
+from stageplan.integrations.transformers import TransformersTransition
 from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
 
-from integrations.transformers import TransformersTransition
 from stageplan import KneeRule, Plan, TransitionGraph
 
 VOCAB = 24
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> Plan:
     result = plan(graph, run, storage=storage, rule=rule, progress=not args.quiet)
     result.save(out / "plan.json")
     if args.storage and ("://" in args.storage or args.storage.startswith("journal:")):
-        from integrations.optuna import publish_plan
+        from stageplan.integrations.optuna import publish_plan
 
         publish_plan(args.storage, result)
     print(result.summary())

@@ -118,7 +118,8 @@ def resolve_storage(
     """Turn a directory path (or ``file://`` URL) into :class:`LocalStorage`; pass others on.
 
     Database URLs (``sqlite:///``, ``postgresql://``, ``journal:``) and Optuna storage
-    objects go to :mod:`integrations.optuna` when it is installed, with ``checkpoints`` (a
+    objects go to :mod:`stageplan.integrations.optuna` when it is installed, with
+    ``checkpoints`` (a
     directory every worker can reach, ``s3://bucket``, or an artifact store) as the place for
     checkpoints. A directory storage keeps its checkpoints inside it, and a storage object
     was given its checkpoint location when it was made, so neither takes ``checkpoints``.
@@ -155,7 +156,7 @@ def _no_checkpoints_for(storage: object, checkpoints: object | None, what: str) 
 
 def _optuna_storage(storage: object, checkpoints: object | None) -> PlanStorage:
     try:
-        adapter: Any = importlib.import_module("integrations.optuna")
+        adapter: Any = importlib.import_module("stageplan.integrations.optuna")
     except ImportError as exc:
         raise StorageError(
             f"storage {storage!r} needs the Optuna adapter (pip install 'stageplan[optuna]'): "

@@ -14,7 +14,7 @@ Lightning (``pip install 'stageplan[lightning]'``) and torch are imported when a
 
 from __future__ import annotations
 
-from integrations.lightning._transition import LightningTransition
-from integrations.lightning._weights import load_weights
+from stageplan.integrations.lightning._transition import LightningTransition
+from stageplan.integrations.lightning._weights import load_weights
 
 __all__ = ["LightningTransition", "load_weights"]

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
+from stageplan.integrations.lightning._channel import RankChannel
 
-from integrations.lightning._channel import RankChannel
 from stageplan import Trial
 
 __all__ = ["PlannerCallback", "monitored_value"]

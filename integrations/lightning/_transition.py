@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from stageplan import ParamValue, Plan, Trial
 
 if TYPE_CHECKING:
-    from integrations.lightning._channel import RankChannel
+    from stageplan.integrations.lightning._channel import RankChannel
+
     from stageplan import TransitionGraph
 
 __all__ = ["LightningTransition"]
@@ -105,8 +106,8 @@ class LightningTransition:
     # -- the transition function ----------------------------------------------------------
     def __call__(self, trial: Trial) -> None:
         """Run one transition (on rank 0 under DDP; the other ranks run :meth:`plan` too)."""
-        from integrations.lightning._channel import RankChannel
-        from integrations.lightning._weights import load_weights
+        from stageplan.integrations.lightning._channel import RankChannel
+        from stageplan.integrations.lightning._weights import load_weights
 
         channel = RankChannel()
         if channel.rank != 0:
@@ -143,7 +144,7 @@ class LightningTransition:
         trial: Trial | None,
         epochs: Iterator[int] | None,
     ) -> None:
-        from integrations.lightning._callback import PlannerCallback
+        from stageplan.integrations.lightning._callback import PlannerCallback
 
         callback = PlannerCallback(channel, self.monitor, trial, epochs)
         trainer = self._trainer(params, callback)
@@ -200,7 +201,8 @@ class LightningTransition:
         every other rank trains each transition in step with it, and every rank returns the
         plan. Rank 0 alone reads and writes ``storage``.
         """
-        from integrations.lightning._channel import RankChannel
+        from stageplan.integrations.lightning._channel import RankChannel
+
         from stageplan import plan as run_plan
 
         channel = RankChannel.connect(backend)

@@ -9,16 +9,16 @@
   :func:`knee_value` and :func:`tell_knee` give the knee value its due.
 * :func:`publish_plan`: writes a finished plan into its study (a study note, notes on the
   chosen trials, the ``stageplan:plan`` user attribute) so that optuna-dashboard shows it.
-* :mod:`integrations.optuna.testing`: a reusable contract test suite for Optuna pruners.
+* :mod:`stageplan.integrations.optuna.testing`: a reusable contract test suite for Optuna pruners.
 
 Optuna is imported lazily, when a storage connects or a pruner is built.
 """
 
 from __future__ import annotations
 
-from integrations.optuna._dashboard import PLAN_ATTR, plan_note, publish_plan
-from integrations.optuna._pruner import KneePruner, knee_value, tell_knee
-from integrations.optuna._storage import ATTR_PREFIX, OptunaStorage
+from stageplan.integrations.optuna._dashboard import PLAN_ATTR, plan_note, publish_plan
+from stageplan.integrations.optuna._pruner import KneePruner, knee_value, tell_knee
+from stageplan.integrations.optuna._storage import ATTR_PREFIX, OptunaStorage
 
 __all__ = [
     "ATTR_PREFIX",

@@ -1,4 +1,4 @@
-"""Where :class:`~integrations.optuna.OptunaStorage` keeps checkpoints.
+"""Where :class:`~stageplan.integrations.optuna.OptunaStorage` keeps checkpoints.
 
 Two stores, both addressed by a string reference:
 

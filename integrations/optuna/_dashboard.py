@@ -19,7 +19,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from integrations.optuna._storage import ATTR_PREFIX, OptunaStorage
+from stageplan.integrations.optuna._storage import ATTR_PREFIX, OptunaStorage
+
 from stageplan import Plan
 
 __all__ = ["PLAN_ATTR", "plan_note", "publish_plan"]

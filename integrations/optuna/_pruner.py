@@ -84,7 +84,7 @@ class KneePruner(BasePruner):
 
     Example:
         >>> import optuna
-        >>> from integrations.optuna import KneePruner, knee_value
+        >>> from stageplan.integrations.optuna import KneePruner, knee_value
         >>> def objective(trial):
         ...     lr = trial.suggest_float("lr", 0.01, 0.1)
         ...     acc = 0.0

@@ -16,8 +16,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integrations.optuna._checkpoints import ArtifactCheckpoints, DirectoryCheckpoints, copy_into
-from integrations.optuna._connect import forget_inherited, journal_path, mask, open_storage
+from stageplan.integrations.optuna._checkpoints import (
+    ArtifactCheckpoints,
+    DirectoryCheckpoints,
+    copy_into,
+)
+from stageplan.integrations.optuna._connect import (
+    forget_inherited,
+    journal_path,
+    mask,
+    open_storage,
+)
+
 from stageplan.storage import (
     ClaimLostError,
     EdgeKey,
@@ -36,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OptunaStorage", "ATTR_PREFIX"]
 
-_log = logging.getLogger("integrations.optuna")
+_log = logging.getLogger("stageplan.integrations.optuna")
 
 ATTR_PREFIX = "stageplan:"
 _FORMAT = "stageplan-optuna"
@@ -193,7 +203,7 @@ class OptunaStorage:
     Example:
         >>> import tempfile, os
         >>> from stageplan import KneeRule, TransitionGraph, plan
-        >>> from integrations.optuna import OptunaStorage
+        >>> from stageplan.integrations.optuna import OptunaStorage
         >>> folder = tempfile.mkdtemp()
         >>> store = OptunaStorage(f"journal:{os.path.join(folder, 'plan.log')}")
         >>> g = TransitionGraph.grid(("size", [8, 16]), ("lr", [0.1, 0.01]))

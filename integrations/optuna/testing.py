@@ -7,7 +7,7 @@ state your pruner's policies; pytest collects the inherited tests.
 Example (in ``tests/test_my_pruner.py``)::
 
     import pytest
-    from integrations.optuna.testing import PrunerContract
+    from stageplan.integrations.optuna.testing import PrunerContract
 
     class TestMyPruner(PrunerContract):
         @pytest.fixture

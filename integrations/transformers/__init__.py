@@ -12,6 +12,6 @@ transformers (``pip install 'stageplan[transformers]'``) is imported when a tran
 
 from __future__ import annotations
 
-from integrations.transformers._transition import TransformersTransition
+from stageplan.integrations.transformers._transition import TransformersTransition
 
 __all__ = ["TransformersTransition"]

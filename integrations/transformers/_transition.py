@@ -118,9 +118,8 @@ class TransformersTransition:
         return dataclasses.replace(self.args, **overrides)
 
     def __call__(self, trial: Trial) -> None:
+        from stageplan.integrations.transformers._callback import PlannerCallback
         from transformers import Trainer, set_seed
-
-        from integrations.transformers._callback import PlannerCallback
 
         epochs = trial.epochs()
         first = next(epochs, None)

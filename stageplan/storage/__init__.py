@@ -1,7 +1,7 @@
 """Plan storages: where finished transitions, running claims and checkpoints live.
 
 :class:`LocalStorage` keeps a plan in a directory; other back-ends (the Optuna adapter in
-:mod:`integrations.optuna`) implement the same :class:`PlanStorage` protocol.
+:mod:`stageplan.integrations.optuna`) implement the same :class:`PlanStorage` protocol.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Any
 
-from integrations.optuna import OptunaStorage
+from stageplan.integrations.optuna import OptunaStorage
+
 from stageplan import KneeRule, TransitionGraph, Trial, plan
 
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 _OPEN_AT = """
 import json, sys, time
-from integrations.optuna import OptunaStorage
+from stageplan.integrations.optuna import OptunaStorage
 url, start_at = sys.argv[1], float(sys.argv[2])
 time.sleep(max(0.0, start_at - time.time()))
 store = OptunaStorage(url, study_name="fleet", checkpoint_dir=sys.argv[3])

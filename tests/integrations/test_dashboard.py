@@ -18,8 +18,8 @@ pytest.importorskip("optuna_dashboard")
 
 import optuna  # noqa: E402
 from optuna_dashboard import get_note  # noqa: E402
+from stageplan.integrations.optuna import PLAN_ATTR, OptunaStorage, publish_plan  # noqa: E402
 
-from integrations.optuna import PLAN_ATTR, OptunaStorage, publish_plan  # noqa: E402
 from stageplan import KneeRule, Plan, Stage, TransitionGraph, plan  # noqa: E402
 
 

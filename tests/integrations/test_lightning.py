@@ -16,10 +16,10 @@ pytest.importorskip("lightning")
 
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
+from stageplan.integrations.lightning import LightningTransition, load_weights  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from integrations.lightning import LightningTransition, load_weights  # noqa: E402
 from stageplan import (  # noqa: E402
     KneeRule,
     LocalStorage,

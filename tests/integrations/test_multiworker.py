@@ -24,8 +24,8 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
+from stageplan.integrations.optuna import OptunaStorage
 
-from integrations.optuna import OptunaStorage
 from stageplan import LocalStorage, plan
 
 sys.path.insert(0, str(Path(__file__).parent))

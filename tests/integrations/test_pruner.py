@@ -18,10 +18,9 @@ from optuna.pruners import (
     ThresholdPruner,
 )
 from optuna.trial import TrialState
-
-from integrations.optuna import KneePruner, knee_value, tell_knee
-from integrations.optuna._pruner import curve_of
-from integrations.optuna.testing import (
+from stageplan.integrations.optuna import KneePruner, knee_value, tell_knee
+from stageplan.integrations.optuna._pruner import curve_of
+from stageplan.integrations.optuna.testing import (
     N_STEPS,
     PrunerContract,
     bad_curve,
@@ -306,7 +305,7 @@ def test_knee_pruner_repr_and_rule() -> None:
 
 
 def test_knee_pruner_passes_the_robustness_options_to_its_rule() -> None:
-    from integrations.optuna import KneePruner
+    from stageplan.integrations.optuna import KneePruner
 
     pruner = KneePruner(patience=20, min_delta=0.5, smooth=5, keep="best", max_noise=1.0)
     rule = pruner.rule

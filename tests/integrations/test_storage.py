@@ -17,9 +17,9 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
+from stageplan.integrations.optuna import OptunaStorage
+from stageplan.integrations.optuna._storage import T_OWNER, T_RECORD, _record_attrs, chain_head
 
-from integrations.optuna import OptunaStorage
-from integrations.optuna._storage import T_OWNER, T_RECORD, _record_attrs, chain_head
 from stageplan import (
     KneeRule,
     LocalStorage,

@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from stageplan.integrations.transformers import TransformersTransition  # noqa: E402
 from transformers import (  # noqa: E402
     BertConfig,
     BertForSequenceClassification,
@@ -21,7 +22,6 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from integrations.transformers import TransformersTransition  # noqa: E402
 from stageplan import (  # noqa: E402
     KneeRule,
     LocalStorage,

@@ -29,14 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from video3d.data.decoding import VideoInfo, _check_request, _has_packet_pts
+from video3d.data._reader import Box, FrameReader, check_open_arguments, crop_and_resize
+from video3d.data.decoding import _has_packet_pts
 from video3d.data.errors import VideoDecodeError
 
 if TYPE_CHECKING:
@@ -78,7 +77,7 @@ def _container_format(path: str) -> str:
         container.close()
 
 
-class TorchCodecReader:
+class TorchCodecReader(FrameReader):
     """Reads frames of one video by index with torchcodec.
 
     Args:
@@ -95,6 +94,8 @@ class TorchCodecReader:
         ImportError: torchcodec (or FFmpeg's shared libraries) is not installed.
     """
 
+    _holds = "an open decoder"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -104,12 +105,7 @@ class TorchCodecReader:
         threads: int = 1,
         device: str | torch.device = "cpu",
     ) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
-        if num_frames is not None and (isinstance(num_frames, bool) or num_frames < 1):
-            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-        if fps is not None and not fps > 0:
-            raise ValueError(f"fps must be positive, got {fps!r}")
+        check_open_arguments(num_frames, fps, threads)
         self.path = os.fspath(path)
         self._decoder: Any = None
         problem = torchcodec_status()
@@ -152,37 +148,21 @@ class TorchCodecReader:
             raise VideoDecodeError("video stream has no frames", path=self.path)
 
     @property
-    def num_frames(self) -> int:
-        """Frame count (the index's when given, else torchcodec's)."""
-        return self._num_frames
-
-    @property
     def fps(self) -> float:
         """Frames per second."""
         return self._fps
 
     @property
-    def info(self) -> VideoInfo:
-        """Frame count, rate and size as a :class:`VideoInfo` (``counted`` is False)."""
-        return VideoInfo(self._num_frames, self._fps, self.width, self.height, False)
+    def closed(self) -> bool:
+        """Whether the decoder was released."""
+        return self._decoder is None
 
-    def read(
-        self,
-        indices: Iterable[int] | np.ndarray | torch.Tensor,
-        *,
-        crop: Sequence[int] | None = None,
-        size: tuple[int, int] | None = None,
+    def _read(
+        self, wanted: np.ndarray, box: Box | None, size: tuple[int, int] | None
     ) -> torch.Tensor:
-        """Decodes the frames at ``indices`` (see :meth:`VideoReader.read
-        <video3d.data.decoding.VideoReader.read>`); the tensor is on the reader's device."""
+        """Decodes the frames at ``wanted``; the tensor is on the reader's device."""
         import torch
 
-        wanted, box, size = _check_request(
-            indices.cpu() if isinstance(indices, torch.Tensor) else indices, crop, size,
-            num_frames=self._num_frames, width=self.width, height=self.height, path=self.path,
-        )
-        if self._decoder is None:
-            raise VideoDecodeError("reader is closed", path=self.path)
         unique = np.unique(wanted)
         if int(unique[-1]) >= self._decoder_frames:
             raise VideoDecodeError(
@@ -197,12 +177,7 @@ class TorchCodecReader:
                 f"decoding failed before frame {int(unique[-1])} ({exc})", path=self.path
             ) from exc
         self._check_identity(unique, batch.pts_seconds)
-        frames = batch.data
-        if box is not None:
-            top, left, h, w = box
-            frames = frames[:, top : top + h, left : left + w]
-        if size is not None and tuple(frames.shape[1:3]) != size:
-            frames = _resize(frames, size)
+        frames = crop_and_resize(batch.data, box, size)
         if not np.array_equal(unique, wanted):
             where = torch.from_numpy(np.searchsorted(unique, wanted)).to(frames.device)
             frames = frames.index_select(0, where)
@@ -220,42 +195,8 @@ class TorchCodecReader:
             )
 
     # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        """Releases the decoder; further reads raise :class:`VideoDecodeError`."""
+    def _release(self) -> None:
         self._decoder = None
 
-    def __enter__(self) -> TorchCodecReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError(
-            "TorchCodecReader holds an open decoder and is not picklable; pass paths to "
-            "workers and open readers there"
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"TorchCodecReader({self.path!r}, num_frames={self._num_frames}, "
-            f"fps={self._fps:.3f}, size={self.width}x{self.height}, device={self.device})"
-        )
-
-
-def _resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize of ``uint8 [T, H, W, 3]`` on the frames' device."""
-    import torch
-    import torch.nn.functional as F
-
-    if frames.device.type == "cpu":
-        from video3d.data.transforms import resize_uint8
-
-        return resize_uint8(frames, size)
-    nchw = frames.permute(0, 3, 1, 2).float()
-    out = F.interpolate(nchw, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    def _repr_extra(self) -> str:
+        return f", device={self.device}"

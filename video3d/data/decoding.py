@@ -54,13 +54,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from video3d.data._reader import Box, FrameReader, check_open_arguments
 from video3d.data.errors import VideoDecodeError
 
 if TYPE_CHECKING:
@@ -83,7 +84,6 @@ _PTS_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 _FAST_OPEN_OPTIONS = {"skip_frame": "nonkey"}
 _SEEK_RETRIES = 4
 _MIN_SKIP = 8  # frames of decoding a second seek must save to be worth it
-_LEAD_IN_FAILED = -2  # a run with skipped lead-in frames lost a wanted frame: redo it in full
 # Keyframe indices per file: (path, size, mtime_ns, rate, start_pts) -> sorted frame indices.
 _KEYFRAME_CACHE: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 _KEYFRAME_CACHE_SIZE = 100_000  # files; ~100 bytes each for 10-second clips
@@ -123,56 +123,7 @@ def _frame_rate(stream: Any) -> Fraction | None:
     return None
 
 
-def _check_box(
-    crop: Sequence[int], width: int, height: int, path: str
-) -> tuple[int, int, int, int]:
-    if len(crop) != 4:
-        raise ValueError(f"crop must be (top, left, height, width), got {crop!r} for {path}")
-    top, left, h, w = (int(v) for v in crop)
-    if h < 1 or w < 1 or top < 0 or left < 0 or top + h > height or left + w > width:
-        raise ValueError(
-            f"crop {crop!r} (top, left, height, width) does not fit the {width}x{height} "
-            f"frames of {path}"
-        )
-    return top, left, h, w
-
-def _check_request(
-    indices: Any,
-    crop: Sequence[int] | None,
-    size: Sequence[int] | None,
-    *,
-    num_frames: int,
-    width: int,
-    height: int,
-    path: str,
-) -> tuple[np.ndarray, tuple[int, int, int, int] | None, tuple[int, int] | None]:
-    """A reader's ``read_frames`` arguments checked: ``(indices, crop box, output size)``.
-
-    One check for every decoder behind the reader interface, so that they refuse the same
-    requests with the same messages.
-    """
-    wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if wanted.size == 0:
-        raise ValueError(f"no frame indices given for {path}")
-    bad = wanted[(wanted < 0) | (wanted >= num_frames)]
-    if bad.size:
-        raise ValueError(
-            f"frame indices {sorted(set(bad.tolist()))[:5]} out of range for {path}, "
-            f"which has {num_frames} frames"
-        )
-    box = None if crop is None else _check_box(crop, width, height, path)
-    out: tuple[int, int] | None = None
-    if size is not None:
-        out_h, out_w = (int(v) for v in size)
-        if out_h < 1 or out_w < 1:
-            raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
-        out = (out_h, out_w)
-    return wanted, box, out
-
-
-def _even_box(
-    box: tuple[int, int, int, int], width: int, height: int
-) -> tuple[int, int, int, int, int, int]:
+def _even_box(box: Box, width: int, height: int) -> tuple[int, int, int, int, int, int]:
     """Snaps a crop onto the 4:2:0 chroma grid; returns the even box and the shift inside it."""
     top, left, h, w = box
     top2, left2 = top - top % 2, left - left % 2
@@ -233,7 +184,45 @@ def _plane(frame: Any, index: int, rows: int, cols: int) -> np.ndarray:
     return flat.reshape(-1, plane.line_size)[:rows, :cols]
 
 
-class VideoReader:
+@dataclass(frozen=True)
+class _Run:
+    """The frames one seek-and-decode pass of a read wants, and where they go.
+
+    Attributes:
+        first: The first wanted frame.
+        last: The last wanted frame (decoding stops there).
+        wanted: Every wanted frame index.
+        box: Crop box in source pixels, or ``None``.
+        size: Output size, or ``None``.
+        got: Decoded frames by index (filled in by the pass).
+    """
+
+    first: int
+    last: int
+    wanted: frozenset[int]
+    box: Box | None
+    size: tuple[int, int] | None
+    got: dict[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _RunEnd:
+    """How a pass ended.
+
+    Attributes:
+        status: ``"done"`` (every frame up to ``last`` went by); ``"late"`` (the seek landed
+            on frame ``landed``, after the first wanted one: nothing was kept, seek earlier);
+            ``"unidentified"`` (a frame without a timestamp: only a decode from the start is
+            certain); ``"lead_in_lost"`` (skipping the lead-in lost the first wanted frame:
+            redo the pass without skipping).
+        landed: With ``"late"``: the index of the frame the seek landed on.
+    """
+
+    status: Literal["done", "late", "unidentified", "lead_in_lost"]
+    landed: int = 0
+
+
+class VideoReader(FrameReader):
     """Reads frames of one video by index.
 
     Args:
@@ -275,12 +264,7 @@ class VideoReader:
                 raise ValueError(f"{name} must be a bool, got {flag!r}")
         if count_frames not in _COUNT_MODES:
             raise ValueError(f"count_frames must be one of {_COUNT_MODES}, got {count_frames!r}")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
-        if num_frames is not None and (isinstance(num_frames, bool) or num_frames < 1):
-            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-        if fps is not None and not fps > 0:
-            raise ValueError(f"fps must be positive, got {fps!r}")
+        check_open_arguments(num_frames, fps, threads)
         self.path = os.fspath(path)
         self._interpolation = interpolation
         self._container: Any = None
@@ -400,20 +384,15 @@ class VideoReader:
 
     # ------------------------------------------------------------------ properties
     @property
-    def num_frames(self) -> int:
-        """Decoded frame count (see ``count_frames``)."""
-        return self._num_frames
-
-    @property
     def fps(self) -> float:
         """Frames per second."""
         assert self._rate is not None
         return float(self._rate)
 
     @property
-    def info(self) -> VideoInfo:
-        """Frame count, rate and size as a :class:`VideoInfo`."""
-        return VideoInfo(self._num_frames, self.fps, self.width, self.height, self._counted)
+    def closed(self) -> bool:
+        """Whether the file is closed."""
+        return self._container is None
 
     # ------------------------------------------------------------------ frame identity
     def _index_of(self, pts: int | None) -> int | None:
@@ -430,36 +409,13 @@ class VideoReader:
         return self._start_pts + int(Fraction(index) / (self._rate * self._time_base))
 
     # ------------------------------------------------------------------ reading
-    def read(
-        self,
-        indices: Iterable[int] | np.ndarray | torch.Tensor,
-        *,
-        crop: Sequence[int] | None = None,
-        size: tuple[int, int] | None = None,
+    def _read(
+        self, wanted: np.ndarray, box: Box | None, size: tuple[int, int] | None
     ) -> torch.Tensor:
-        """Decodes the frames at ``indices``.
-
-        Args:
-            indices: Frame indices in ``[0, num_frames)``; any order, repeats allowed.
-            crop: ``(top, left, height, width)`` box in source pixels, applied before the
-                colour conversion.
-            size: ``(height, width)`` of the returned frames (resizes the crop, or the frame).
-
-        Returns:
-            ``uint8`` tensor ``[len(indices), H, W, 3]`` in RGB.
-
-        Raises:
-            ValueError: An index is out of range, or the crop does not fit.
-            VideoDecodeError: The file cannot be decoded up to the wanted frames.
-        """
+        """Decodes the frames at ``wanted`` (crop and resize before the colour conversion,
+        see the module doc)."""
         import torch
 
-        wanted, box, size = _check_request(
-            indices, crop, size, num_frames=self._num_frames, width=self.width,
-            height=self.height, path=self.path,
-        )
-        if self._container is None:
-            raise VideoDecodeError("reader is closed", path=self.path)
         unique = np.unique(wanted)
         frames = self._decode(unique, box, size)
         stacked = np.stack([frames[i] for i in unique.tolist()])
@@ -470,7 +426,7 @@ class VideoReader:
     def _decode(
         self,
         unique: np.ndarray,
-        box: tuple[int, int, int, int] | None,
+        box: Box | None,
         size: tuple[int, int] | None,
     ) -> dict[int, np.ndarray]:
         import av
@@ -552,34 +508,30 @@ class VideoReader:
         self,
         unique: np.ndarray,
         got: dict[int, np.ndarray],
-        box: tuple[int, int, int, int] | None,
+        box: Box | None,
         size: tuple[int, int] | None,
     ) -> None:
-        first, last = int(unique[0]), int(unique[-1])
-        wanted = set(unique.tolist())
+        run = _Run(int(unique[0]), int(unique[-1]), frozenset(unique.tolist()), box, size, got)
         # One seek to the keyframe at or before the first wanted frame. Some demuxers seek
         # by decode timestamp (AVI with B-frames), so a seek can land on a keyframe shown
         # after the wanted frame: then seek again a growing margin earlier, and finally to
         # the start. Each retry costs a seek and one decoded frame.
         margin = 0
-        skip = self._skip_lead_in and first > 0
+        skip = self._skip_lead_in and run.first > 0
         for attempt in range(_SEEK_RETRIES + 1):
-            for index in wanted:
+            for index in run.wanted:
                 got.pop(index, None)
-            seek_frame = first - margin
+            seek_frame = run.first - margin
             from_start = seek_frame <= 0 or attempt == _SEEK_RETRIES
-            landed = self._decode_run(
-                seek_frame, first, last, wanted, got, box, size, from_start=from_start, skip=skip
-            )
-            if landed is None:
+            end = self._decode_run(run, seek_frame, from_start=from_start, skip=skip)
+            if end.status == "done":
                 return
-            if landed == _LEAD_IN_FAILED:  # never expected; the full decode is always right
+            if end.status == "lead_in_lost":  # never expected; the full decode is always right
                 skip = False
-                continue
-            if landed < 0:  # a frame without timestamps: only the start is certain
-                margin = first
-                continue
-            margin = 2 * margin + (landed - first) + 1
+            elif end.status == "unidentified":  # a frame without timestamps: only the start
+                margin = run.first
+            else:  # "late"
+                margin = 2 * margin + (end.landed - run.first) + 1
 
     def _first_pts_at(self, index: int) -> int:
         """The smallest timestamp whose frame index is ``index`` or later."""
@@ -587,41 +539,26 @@ class VideoReader:
         return _first_pts_at(index, self._start_pts, self._time_base * self._rate)
 
     def _decode_run(
-        self,
-        seek_frame: int,
-        first: int,
-        last: int,
-        wanted: set[int],
-        got: dict[int, np.ndarray],
-        box: tuple[int, int, int, int] | None,
-        size: tuple[int, int] | None,
-        *,
-        from_start: bool,
-        skip: bool,
-    ) -> int | None:
-        """Seeks, decodes forward to ``last``.
+        self, run: _Run, seek_frame: int, *, from_start: bool, skip: bool
+    ) -> _RunEnd:
+        """Seeks to the keyframe at or before ``seek_frame`` (or the start), decodes forward
+        to ``run.last`` and keeps the wanted frames in ``run.got``.
 
         Frame identity: without ``skip`` the first frame after the seek is identified by its
         timestamp (or is frame 0 when decoding from the start) and the frames after it are
-        counted. With ``skip`` the packets shown before ``first`` (by their timestamps) are
-        decoded with ``skip_frame="NONREF"``, so non-reference frames there never come out;
-        every frame up to the first wanted one is identified by its own timestamp, and the
-        frames after it, where nothing is skipped, are counted.
-
-        Returns:
-            None when done; else the index of the frame the seek landed on (-1: unknown),
-            which is after ``first``, and nothing was kept; or ``_LEAD_IN_FAILED`` when a
-            skipping run did not see ``first`` (redo without skipping).
+        counted. With ``skip`` the packets shown before ``run.first`` (by their timestamps)
+        are decoded with ``skip_frame="NONREF"``, so non-reference frames there never come
+        out; every frame up to the first wanted one is identified by its own timestamp, and
+        the frames after it, where nothing is skipped, are counted.
         """
         target = self._start_pts if from_start else self._pts_of(seek_frame)
         self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         if not skip:
             return self._decode_frames(
-                self._container.decode(self._stream),
-                0 if from_start else None, first, last, wanted, got, box, size,
+                self._container.decode(self._stream), 0 if from_start else None, run
             )
         ctx = self._stream.codec_context
-        limit = self._first_pts_at(first)
+        limit = self._first_pts_at(run.first)
         skipping = False
         landed: int | None = None  # index of the first frame out of the decoder
         index: int | None = None
@@ -635,55 +572,47 @@ class VideoReader:
                     if index is None:  # still in the lead-in: identify by timestamp
                         found = self._index_of(frame.pts)
                         if found is None:
-                            return _LEAD_IN_FAILED
+                            return _RunEnd("lead_in_lost")
                         if landed is None:
                             landed = found
-                            if found > first:  # the seek landed late
-                                return found
-                        elif found > first:  # the first wanted frame never came out
-                            return _LEAD_IN_FAILED
-                        if found < first:
+                            if found > run.first:  # the seek landed late
+                                return _RunEnd("late", found)
+                        elif found > run.first:  # the first wanted frame never came out
+                            return _RunEnd("lead_in_lost")
+                        if found < run.first:
                             continue
                         index = found
-                    if index in wanted:
-                        got[index] = self._convert(frame, box, size)
-                    if index >= last:
-                        return None
+                    if index in run.wanted:
+                        run.got[index] = self._convert(frame, run.box, run.size)
+                    if index >= run.last:
+                        return _RunEnd("done")
                     index += 1
         finally:
             if skipping:
                 ctx.skip_frame = "DEFAULT"
-        return None
+        return _RunEnd("done")
 
-    def _decode_frames(
-        self,
-        frames: Iterable[Any],
-        index: int | None,
-        first: int,
-        last: int,
-        wanted: set[int],
-        got: dict[int, np.ndarray],
-        box: tuple[int, int, int, int] | None,
-        size: tuple[int, int] | None,
-    ) -> int | None:
+    def _decode_frames(self, frames: Iterable[Any], index: int | None, run: _Run) -> _RunEnd:
+        """Keeps the wanted frames of ``frames``, the first of which is frame ``index``
+        (``None``: identify it by its timestamp), up to ``run.last``."""
         for frame in frames:
             if index is None:
                 index = self._index_of(frame.pts)
                 if index is None:
-                    return -1
-                if index > first:
-                    return index
-            if index in wanted:
-                got[index] = self._convert(frame, box, size)
-            if index >= last:
+                    return _RunEnd("unidentified")
+                if index > run.first:
+                    return _RunEnd("late", index)
+            if index in run.wanted:
+                run.got[index] = self._convert(frame, run.box, run.size)
+            if index >= run.last:
                 break
             index += 1
-        return None
+        return _RunEnd("done")
 
     def _convert(
         self,
         frame: Any,
-        box: tuple[int, int, int, int] | None,
+        box: Box | None,
         size: tuple[int, int] | None,
     ) -> np.ndarray:
         if box is not None and frame.format.name in _YUV420:
@@ -702,7 +631,7 @@ class VideoReader:
         return np.ascontiguousarray(rgb)
 
     def _convert_yuv_crop(
-        self, frame: Any, box: tuple[int, int, int, int], size: tuple[int, int] | None
+        self, frame: Any, box: Box, size: tuple[int, int] | None
     ) -> np.ndarray:
         import av
 
@@ -739,33 +668,10 @@ class VideoReader:
         return np.asarray(rgb.to_ndarray())
 
     # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        """Closes the file; further reads raise :class:`VideoDecodeError`."""
+    def _release(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
-            self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError(
-            "VideoReader holds an open file and is not picklable; pass paths to workers "
-            "and open readers there"
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"VideoReader({self.path!r}, num_frames={self._num_frames}, fps={self.fps:.3f}, "
-            f"size={self.width}x{self.height})"
-        )
 
 
 def probe_video(

@@ -11,12 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from video3d.data.decoding import (
-    _LEAD_IN_FAILED,
     VideoReader,
     _first_pts_at,
     _has_packet_pts,
     _open_container,
     _round_ratio,
+    _Run,
+    _RunEnd,
     probe_video,
 )
 from video3d.data.errors import VideoDecodeError
@@ -453,8 +454,18 @@ def test_lost_first_frame_falls_back_to_a_full_decode(all_videos, read_ids) -> N
     reader.close()
 
 
-def test_lead_in_failed_marker_is_not_a_frame_index() -> None:
-    assert _LEAD_IN_FAILED < -1
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_pass_says_how_it_ended_apart_from_frame_indices(videos, read_ids, skip: bool) -> None:
+    """A pass's end is a typed result: a late landing names its frame, even frame 0, and is
+    never mistaken for a lost lead-in (the sentinel integers this replaced could be)."""
+    assert _RunEnd("late", 0) != _RunEnd("lead_in_lost")
+    with VideoReader(videos["h264-mp4"]) as reader:  # keyframes every 40 frames
+        late = _Run(41, 42, frozenset({41, 42}), None, None, {})
+        assert reader._decode_run(late, 85, from_start=False, skip=skip) == _RunEnd("late", 80)
+        assert late.got == {}  # nothing kept from a late landing
+        done = _Run(41, 42, frozenset({41, 42}), None, None, {})
+        assert reader._decode_run(done, 41, from_start=False, skip=skip) == _RunEnd("done")
+        assert read_ids(np.stack([done.got[41], done.got[42]])) == [41, 42]
 
 
 @pytest.mark.parametrize(

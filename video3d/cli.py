@@ -99,32 +99,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_native(fmt: str, videos: Path, ann: Path, split: int) -> tuple[Any, Any]:
-    from video3d.data import read_hmdb51, read_kinetics_csv, read_ssv2, read_ucf101
-
-    if fmt == "kinetics":
-        train = read_kinetics_csv(ann / "train.csv", videos / "train"
-                                  if (videos / "train").is_dir() else videos)
-        test_csv = ann / "validate.csv"
-        test = read_kinetics_csv(test_csv, videos / "val" if (videos / "val").is_dir()
-                                 else videos, classes=train.classes) if test_csv.is_file() \
-            else None
-        return train, test
-    if fmt == "ucf101":
-        return (read_ucf101(ann, videos, split=split, subset="train"),
-                read_ucf101(ann, videos, split=split, subset="test"))
-    if fmt == "hmdb51":
-        return (read_hmdb51(ann, videos, split=split, subset="train"),
-                read_hmdb51(ann, videos, split=split, subset="test"))
-    if fmt == "ssv2":
-        train = read_ssv2(ann / "labels.json", ann / "train.json", videos)
-        val = ann / "validation.json"
-        return train, read_ssv2(ann / "labels.json", val, videos) if val.is_file() else None
-    raise UsageError(f"unknown index format {fmt!r}")
-
-
 def _cmd_index(args: argparse.Namespace) -> int:
-    from video3d.data import IndexFormatError, build_index, write_video_list
+    from video3d.data import (
+        IndexFormatError,
+        build_index,
+        read_dataset_layout,
+        write_video_list,
+    )
 
     videos, ann, out = Path(args.videos), Path(args.annotations), Path(args.out)
     if not videos.is_dir():
@@ -132,7 +113,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if not ann.exists():
         raise UsageError(f"annotations not found: {ann}")
     try:
-        train, test = _read_native(args.format, videos, ann, args.split)
+        train, test = read_dataset_layout(args.format, videos, ann, split=args.split)
     except (IndexFormatError, FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
@@ -381,6 +362,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    from video3d.data.indexes import DATASET_LAYOUTS  # light: numpy, no torch or av
+
     parser = argparse.ArgumentParser(
         prog="video3d", description="Plan, train and evaluate 3D ConvNets with stageplan."
     )
@@ -398,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=1)
     synth.set_defaults(func=_cmd_synth)
     index = dsub.add_parser("index", help="build an index directory from a dataset's layout")
-    index.add_argument("--format", required=True,
-                       choices=["kinetics", "ucf101", "hmdb51", "ssv2"])
+    index.add_argument("--format", required=True, choices=DATASET_LAYOUTS,
+                       help="the dataset's layout on disk (see video3d.data.read_dataset_layout)")
     index.add_argument("--videos", required=True, help="folder of the video files")
     index.add_argument("--annotations", required=True,
                        help="annotation folder (Kinetics CSVs, UCF101 lists, HMDB51 splits, "

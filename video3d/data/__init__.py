@@ -7,15 +7,19 @@ Modules (each documented with an example):
 * :mod:`.decoding`: :class:`VideoReader` (frame-exact PyAV reads, one seek per read, optional
   crop and resize before colour conversion) and :func:`probe_video`.
 * :mod:`.indexes`: :class:`VideoEntry`, readers for Kinetics, UCF101, HMDB51, SS-V2 and plain
-  lists, :func:`build_index` (cached parallel probe), :func:`split_train_val`.
+  lists, :func:`read_dataset_layout` (a dataset's files on disk: train and test indexes),
+  :func:`build_index` (cached parallel probe), :func:`split_train_val`.
 * :mod:`.transforms`: :class:`TrainTransform`, :class:`EvalTransform` and their crop plans.
-* :mod:`.datasets`: :class:`VideoClipDataset` (train / val / test modes) and
-  :func:`average_video_scores`.
+* :mod:`.datasets`: :class:`VideoClipDataset` (train / val / test modes) over a frame source
+  (:class:`FrameSource`), :func:`average_video_scores` and :class:`VideoScores`.
+* :mod:`._cache`: :class:`FrameCache`, the in-memory frame source (each video decoded once).
+* :mod:`._reader`: :class:`FrameReader`, the base of every reader (argument checks, lifetime).
 * :mod:`.synthetic`: :func:`make_synthetic_dataset`, a motion-and-order dataset on disk.
 * :mod:`._torchcodec`: :class:`TorchCodecReader`, the optional torchcodec decoder (CPU or
   NVDEC) behind the reader interface; :func:`torchcodec_status` says whether it works here.
-* :mod:`._pool`: :class:`ReaderPool` (open readers reused inside a loader worker; set
-  ``VideoClipDataset.readers``) and :func:`open_reader` (decoder choice; PyAV by default).
+* :mod:`._pool`: :class:`ReaderPool`, the file frame source (open readers reused inside a
+  loader worker: ``VideoClipDataset(..., source=ReaderPool(max_open=8))``) and
+  :func:`open_reader` (decoder choice; PyAV by default).
 * :mod:`.device_transforms`: flips and normalisation on the batch's device, for loaders that
   ship ``uint8`` crops (:class:`~.device_transforms.TrainCrop`).
 * :mod:`.prepare`: ``video3d data prepare``: re-encode a dataset for fast training reads.
@@ -60,11 +64,16 @@ _EXPORTS: dict[str, str] = {
     "torchcodec_status": "_torchcodec",
     "ReaderPool": "_pool",
     "open_reader": "_pool",
+    "FrameCache": "_cache",
+    "MemoryReader": "_cache",
+    "FrameReader": "_reader",
     # indexes
+    "DATASET_LAYOUTS": "indexes",
     "IndexReport": "indexes",
     "VideoEntry": "indexes",
     "VideoIndex": "indexes",
     "build_index": "indexes",
+    "read_dataset_layout": "indexes",
     "read_hmdb51": "indexes",
     "read_kinetics_csv": "indexes",
     "read_ssv2": "indexes",
@@ -78,7 +87,9 @@ _EXPORTS: dict[str, str] = {
     "TrainTransform": "transforms",
     "flip_allowed": "transforms",
     # datasets
+    "FrameSource": "datasets",
     "VideoClipDataset": "datasets",
+    "VideoScores": "datasets",
     "average_video_scores": "datasets",
     # synthetic
     "SyntheticDataset": "synthetic",
@@ -88,10 +99,15 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "ClipSampler",
     "CropPlan",
+    "DATASET_LAYOUTS",
     "DEFAULT_SHORT_POLICY",
     "EvalTransform",
+    "FrameCache",
+    "FrameReader",
+    "FrameSource",
     "IndexFormatError",
     "IndexReport",
+    "MemoryReader",
     "ReaderPool",
     "SyntheticDataset",
     "TrainTransform",
@@ -103,6 +119,7 @@ __all__ = [
     "VideoIndex",
     "VideoInfo",
     "VideoReader",
+    "VideoScores",
     "TorchCodecReader",
     "average_video_scores",
     "build_index",
@@ -113,6 +130,7 @@ __all__ = [
     "make_synthetic_dataset",
     "open_reader",
     "probe_video",
+    "read_dataset_layout",
     "read_hmdb51",
     "read_kinetics_csv",
     "read_ssv2",
@@ -126,13 +144,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from video3d.data._cache import FrameCache, MemoryReader
     from video3d.data._pool import ReaderPool, open_reader
+    from video3d.data._reader import FrameReader
     from video3d.data._torchcodec import (
         TorchCodecReader,
         UnsupportedContainerError,
         torchcodec_status,
     )
-    from video3d.data.datasets import VideoClipDataset, average_video_scores
+    from video3d.data.datasets import (
+        FrameSource,
+        VideoClipDataset,
+        VideoScores,
+        average_video_scores,
+    )
     from video3d.data.decoding import (
         VideoInfo,
         VideoReader,
@@ -141,10 +166,12 @@ if TYPE_CHECKING:
     )
     from video3d.data.errors import IndexFormatError, UnknownClassError, VideoDecodeError
     from video3d.data.indexes import (
+        DATASET_LAYOUTS,
         IndexReport,
         VideoEntry,
         VideoIndex,
         build_index,
+        read_dataset_layout,
         read_hmdb51,
         read_kinetics_csv,
         read_ssv2,

@@ -10,7 +10,10 @@ first out, so a worker that reads the same file again (the 10 clips of a test vi
 epoch with persistent workers) skips opening, probing and the keyframe scan. ``max_open=0``
 opens and closes a reader per read, as before. The pool pickles to its settings alone, so every
 DataLoader worker starts with an empty pool of its own. A reader whose read raised is closed,
-not kept.
+not kept. A pool is the file-decoding *frame source* of
+:class:`~video3d.data.datasets.VideoClipDataset` (``source=ReaderPool(...)``; the default is
+``ReaderPool()``, a new PyAV reader per item): :meth:`ReaderPool.open` lends a reader of an
+index entry.
 
 Example:
     >>> from video3d.data import ReaderPool
@@ -29,8 +32,12 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+from video3d.data._reader import check_open_arguments
+
 if TYPE_CHECKING:
     import torch
+
+    from video3d.data.indexes import VideoEntry
 
 __all__ = ["DECODERS", "Decoder", "ReaderPool", "open_reader"]
 
@@ -85,6 +92,7 @@ class ReaderPool:
         max_open: Readers kept open (0: open and close per read).
         decoder: ``"pyav"``, ``"torchcodec"`` or ``"auto"`` (see :func:`open_reader`).
         device: Decoding device for torchcodec (``None``: CPU).
+        threads: Decoder threads per reader :meth:`open` lends (1 in loader workers).
 
     Attributes:
         hits: Reads served by a reader already open (this process).
@@ -97,10 +105,13 @@ class ReaderPool:
         *,
         decoder: Decoder = "pyav",
         device: str | torch.device | None = None,
+        threads: int = 1,
     ) -> None:
         if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 0:
             raise ValueError(f"max_open must be a non-negative integer, got {max_open!r}")
         _check_decoder(decoder)
+        check_open_arguments(None, None, threads)
+        self.threads = threads
         self.max_open = max_open
         self.decoder: Decoder = decoder
         self.device = None if device is None else str(device)
@@ -143,6 +154,12 @@ class ReaderPool:
             _, oldest = self._open.popitem(last=False)
             oldest.close()
 
+    def open(self, entry: VideoEntry) -> contextlib.AbstractContextManager[Any]:
+        """A reader of ``entry``'s file for a ``with`` block (see :meth:`borrow`), with the
+        index's frame count and rate and this pool's ``threads``."""
+        return self.borrow(entry.path, num_frames=entry.num_frames, fps=entry.fps,
+                           threads=self.threads)
+
     def close(self) -> None:
         """Closes every open reader."""
         while self._open:
@@ -162,5 +179,5 @@ class ReaderPool:
     def __repr__(self) -> str:
         return (
             f"ReaderPool(max_open={self.max_open}, decoder={self.decoder!r}, "
-            f"device={self.device!r}, open={len(self._open)})"
+            f"device={self.device!r}, threads={self.threads}, open={len(self._open)})"
         )

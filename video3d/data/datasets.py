@@ -1,16 +1,27 @@
 """Clip datasets for training, planning evaluation and the final evaluation protocol.
 
 :class:`VideoClipDataset` is a map-style :class:`torch.utils.data.Dataset` over index entries
-(:class:`~video3d.data.indexes.VideoEntry`). It holds only paths and settings, so it pickles
-into :class:`~torch.utils.data.DataLoader` workers; every item opens its own
-:class:`~video3d.data.decoding.VideoReader` (single-threaded) and closes it.
+(:class:`~video3d.data.indexes.VideoEntry`). Its frames come from a *frame source*
+(:class:`FrameSource`), one of:
+
+* the files, decoded per item: a :class:`~video3d.data._pool.ReaderPool` (the default,
+  ``ReaderPool()``, opens a single-threaded PyAV :class:`~video3d.data.decoding.VideoReader` per
+  item and closes it; a pool with ``max_open`` keeps readers open across items, and
+  ``decoder="torchcodec"`` decodes with torchcodec). It pickles to its settings, so the dataset
+  pickles into :class:`~torch.utils.data.DataLoader` workers;
+* memory: a :class:`~video3d.data._cache.FrameCache`, which decodes each video whole once and
+  serves clips from its frames (small datasets).
+
+Sampling, seeding, the short-video policy, transforms and the handling of unreadable videos
+are the dataset's, the same for every source: the source only opens a reader for an entry.
 
 Modes:
 
 * ``"train"``: one randomly placed clip, random scale/crop/flip; item ``(clip, label)`` with
-  ``clip`` ``float32 [C, T, H, W]``. Randomness is a pure function of ``(seed, epoch, index)``
-  (call :meth:`~VideoClipDataset.set_epoch` each epoch), so results do not depend on the
-  number of workers. A video that fails to decode is recorded in the dataset's
+  ``clip`` ``float32 [C, T, H, W]``. Randomness is a pure function of ``(seed, epoch, index,
+  attempt)`` (call :meth:`~VideoClipDataset.set_epoch` each epoch; ``attempt`` counts the
+  videos that failed for this item), so results depend neither on the number of workers nor
+  on the source. A video that fails to decode is recorded in the dataset's
   :class:`BadVideoLog` (one warning naming the file and the decoder's error, the first time)
   and replaced by another one drawn at random (at most ``max_retries`` in a row; then
   :class:`UnreadableVideosError`); a video the log already holds is not opened again. Failures are
@@ -18,13 +29,14 @@ Modes:
 * ``"val"`` (planning evaluation): one centre clip, one centre crop; item ``(clip, label)``.
 * ``"test"`` (final protocol): ``num_clips`` (10) clips x ``num_crops`` (3) crops per video;
   one item per (video, clip): ``(views, label, video_index)`` with ``views``
-  ``float32 [num_crops, C, T, H, W]``; :func:`average_video_scores` averages per video.
+  ``float32 [num_crops, C, T, H, W]``; :func:`average_video_scores` averages per video
+  (:class:`VideoScores` does so batch by batch).
   Decoding errors in ``"val"``/``"test"`` are recorded in the log, then raised: an evaluation
   must not change its videos (the trainer probes and leaves out unreadable videos before it
   starts, see :func:`video3d.trainer.load_data`).
 
 For train and val the crop box is computed from the frame size before decoding and handed to
-the decoder, so only the crop is colour-converted and resized (see :mod:`.transforms`).
+the reader, so only the crop is colour-converted and resized (see :mod:`.transforms`).
 
 Example:
     >>> from torch.utils.data import DataLoader
@@ -45,14 +57,14 @@ import os
 import tempfile
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from video3d.data._pool import ReaderPool
-from video3d.data.decoding import VideoReader
+from video3d.data._reader import FrameReader
 from video3d.data.errors import VideoDecodeError
 from video3d.data.indexes import VideoEntry
 from video3d.data.samplers import (
@@ -66,8 +78,10 @@ from video3d.data.transforms import EvalTransform, TrainTransform
 __all__ = [
     "BadVideoLog",
     "DatasetMode",
+    "FrameSource",
     "UnreadableVideosError",
     "VideoClipDataset",
+    "VideoScores",
     "average_video_scores",
 ]
 
@@ -161,13 +175,29 @@ class BadVideoLog:
         return f"BadVideoLog({len(self)} videos, file={self.file!r})"
 
 
+class FrameSource(Protocol):
+    """Where a :class:`VideoClipDataset` gets its frames: a reader per index entry.
+
+    ``open(entry)`` returns a context manager that yields a
+    :class:`~video3d.data._reader.FrameReader` of the video (``num_frames``, ``height``,
+    ``width``, ``read(indices, crop=..., size=...)``) and raises
+    :class:`~video3d.data.errors.VideoDecodeError` when the video cannot be read.
+    :class:`~video3d.data._pool.ReaderPool` (files) and :class:`~video3d.data._cache.FrameCache`
+    (memory) are the two sources.
+    """
+
+    def open(self, entry: VideoEntry) -> contextlib.AbstractContextManager[FrameReader]:
+        """A reader of ``entry`` for a ``with`` block."""
+        ...
+
+
 def decode_failure_reason(exc: BaseException) -> str:
     """The decoder's message of a failure, without the file name a VideoDecodeError prefixes."""
     return exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
 
 
 class VideoClipDataset(Dataset[Any]):
-    """Clips of encoded videos, decoded on demand.
+    """Clips of encoded videos, read from a frame source (decoded per item by default).
 
     Args:
         entries: Index entries (``num_frames``/``fps`` from :func:`build_index` avoid counting
@@ -185,9 +215,11 @@ class VideoClipDataset(Dataset[Any]):
         num_clips: Evenly placed clips per video in test mode (default 10); 1 in val mode.
         seed: Seed of all training randomness.
         max_retries: Replacement attempts after a training decode failure.
-        threads: Decoder threads per reader.
+        threads: Decoder threads per reader of the default source.
         bad_videos: Where unreadable videos are recorded (and known ones skipped); default:
             a new in-memory log of this dataset.
+        source: The frame source (see the module doc); default ``ReaderPool(threads=threads)``,
+            a new PyAV reader per item.
     """
 
     def __init__(
@@ -206,6 +238,7 @@ class VideoClipDataset(Dataset[Any]):
         max_retries: int = 10,
         threads: int = 1,
         bad_videos: BadVideoLog | None = None,
+        source: FrameSource | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -233,7 +266,10 @@ class VideoClipDataset(Dataset[Any]):
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.max_retries = max_retries
         self.seed = int(seed)
-        self.threads = int(threads)
+        if source is not None and threads != 1:
+            raise ValueError(f"threads={threads!r} sets the default source's decoder threads; "
+                             "with a source, set its own (ReaderPool(threads=...))")
+        self.source: FrameSource = source if source is not None else ReaderPool(threads=threads)
         self.epoch = 0
         self.num_failures = 0
         self.failed_paths: list[str] = []
@@ -317,26 +353,79 @@ class VideoClipDataset(Dataset[Any]):
                 return views
             return transform(reader.read(indices))
 
-    #: Readers reused across items inside a loader worker (a :class:`ReaderPool`, set after
-    #: construction; it pickles empty into each worker); ``None``: a new reader per item.
-    readers: ReaderPool | None = None
+    def _open(self, entry: VideoEntry) -> contextlib.AbstractContextManager[FrameReader]:
+        return self.source.open(entry)
 
-    def _open(self, entry: VideoEntry) -> Any:
-        if self.readers is not None:
-            return self.readers.borrow(
-                entry.path, num_frames=entry.num_frames, fps=entry.fps, threads=self.threads
-            )
-        return VideoReader(
-            entry.path, num_frames=entry.num_frames, fps=entry.fps, threads=self.threads
-        )
+    @property
+    def readers(self) -> FrameSource:
+        """The frame source under its former name (scripts set a
+        :class:`~video3d.data._pool.ReaderPool` here); the same as :attr:`source`."""
+        return self.source
+
+    @readers.setter
+    def readers(self, source: FrameSource | None) -> None:
+        self.source = source if source is not None else ReaderPool()
 
     def __repr__(self) -> str:
         s = self.sampler
         return (
             f"VideoClipDataset({len(self.entries)} videos, mode={self.mode!r}, "
             f"sampling={s.strategy!r}, clip_len={s.clip_len}, num_clips={self.num_clips}, "
-            f"transform={self.transform!r})"
+            f"transform={self.transform!r}, source={self.source!r})"
         )
+
+
+class VideoScores:
+    """Per-video sums of view scores, added batch by batch; their mean per video at the end.
+
+    The final protocol scores every (video, clip) item, with one or more crops each; a video's
+    score is the mean over all its views. Adding keeps only ``[num_videos, K]`` sums and counts,
+    so a whole test set never sits in memory, and sums from several processes can be added up
+    before the mean (``mean(all_sum=...)``).
+
+    Args:
+        num_videos: Rows of the result.
+        num_classes: Scores per view.
+        dtype: Dtype of the sums (scores are converted to it).
+        device: Device of the sums.
+
+    Example:
+        >>> import torch
+        >>> acc = VideoScores(2, 2, dtype=torch.float64)
+        >>> acc.add(torch.tensor([[1.0, 0.0], [3.0, 2.0]]), torch.tensor([1, 1]))
+        >>> acc.mean().tolist()
+        [[0.0, 0.0], [2.0, 1.0]]
+    """
+
+    def __init__(
+        self, num_videos: int, num_classes: int, *, dtype: Any = None, device: Any = None
+    ) -> None:
+        self.sums = torch.zeros(num_videos, num_classes, dtype=dtype, device=device)
+        self.counts = torch.zeros(num_videos, dtype=self.sums.dtype, device=device)
+
+    def add(self, scores: torch.Tensor, video_index: torch.Tensor) -> None:
+        """Adds the scores ``[N, K]`` (or ``[N, V, K]``: the mean over the ``V`` crops is one
+        view) of ``N`` items, item ``i`` of video ``video_index[i]``."""
+        if scores.ndim == 3:
+            scores = scores.mean(dim=1)
+        if scores.ndim != 2 or video_index.ndim != 1 or len(video_index) != len(scores):
+            raise ValueError(
+                f"expected scores [N, K] or [N, V, K] and video_index [N], got "
+                f"{tuple(scores.shape)} and {tuple(video_index.shape)}"
+            )
+        index = video_index.to(device=self.sums.device, dtype=torch.long)
+        self.sums.index_add_(0, index, scores.to(self.sums))
+        self.counts.index_add_(0, index, torch.ones_like(index, dtype=self.counts.dtype))
+
+    def mean(
+        self, all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """``[num_videos, K]`` mean score of each video (zeros for videos without items);
+        ``all_sum`` first adds up the sums and counts of every process (DDP)."""
+        sums, counts = self.sums, self.counts
+        if all_sum is not None:
+            sums, counts = all_sum(sums), all_sum(counts)
+        return sums / counts.clamp(min=1).unsqueeze(1)
 
 
 def average_video_scores(
@@ -352,17 +441,7 @@ def average_video_scores(
     Returns:
         ``[num_videos, K]`` mean score of each video (zeros for videos without items).
     """
-    if scores.ndim == 3:
-        scores = scores.mean(dim=1)
-    if scores.ndim != 2 or video_index.ndim != 1 or len(video_index) != len(scores):
-        raise ValueError(
-            f"expected scores [N, K] or [N, V, K] and video_index [N], got "
-            f"{tuple(scores.shape)} and {tuple(video_index.shape)}"
-        )
     count = int(video_index.max()) + 1 if num_videos is None else int(num_videos)
-    index = video_index.long()
-    total = torch.zeros(count, scores.shape[1], dtype=scores.dtype).index_add_(0, index, scores)
-    seen = torch.zeros(count, dtype=scores.dtype).index_add_(
-        0, index, torch.ones(len(index), dtype=scores.dtype)
-    )
-    return total / seen.clamp(min=1).unsqueeze(1)
+    acc = VideoScores(count, scores.shape[-1], dtype=scores.dtype, device=scores.device)
+    acc.add(scores, video_index)
+    return acc.mean()

@@ -12,6 +12,10 @@ formats users have:
 * a plain list ``path num_frames label`` per line: :func:`read_video_list` /
   :func:`write_video_list`.
 
+:func:`read_dataset_layout` reads a whole dataset as it is laid out on disk (which annotation
+files, which video folders): its training index and, where the layout has one, its test index
+(what ``video3d data index --format ...`` indexes).
+
 :func:`build_index` probes every video once (decoded frame count, fps, readable), in parallel
 processes or threads, and caches the result in a JSON file keyed by path, size and mtime, so a
 re-run only probes new or changed files; unreadable files are reported and left out.
@@ -47,11 +51,13 @@ import numpy as np
 from video3d.data.errors import IndexFormatError, UnknownClassError, VideoDecodeError
 
 __all__ = [
+    "DATASET_LAYOUTS",
     "IndexReport",
     "VideoEntry",
     "VideoIndex",
     "build_index",
     "read_hmdb51",
+    "read_dataset_layout",
     "read_kinetics_csv",
     "read_ssv2",
     "read_ucf101",
@@ -182,6 +188,14 @@ def _time_field(value: str, what: str, path: Path, line: int) -> int:
 
 
 # ---------------------------------------------------------------------------- UCF101
+def _check_split(split: int, subset: str) -> None:
+    """The official-split arguments of UCF101 and HMDB51."""
+    if split not in (1, 2, 3):
+        raise ValueError(f"split must be 1, 2 or 3, got {split!r}")
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+
+
 def _read_class_ind(path: Path) -> list[str]:
     named: dict[int, str] = {}
     for line, text in _lines(path):
@@ -210,10 +224,7 @@ def read_ucf101(
     Class ids are 0-based (``classInd`` id minus one). A train-list label that disagrees with
     the video's class folder is an error.
     """
-    if split not in (1, 2, 3):
-        raise ValueError(f"split must be 1, 2 or 3, got {split!r}")
-    if subset not in ("train", "test"):
-        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    _check_split(split, subset)
     folder, root = Path(annotation_dir), Path(video_root)
     classes = _read_class_ind(folder / "classInd.txt")
     lookup = {name.lower(): i for i, name in enumerate(classes)}
@@ -259,10 +270,7 @@ def read_hmdb51(
     Tag 1 marks training videos, 2 test videos, 0 unused ones. Classes are the sorted class
     names; videos live at ``video_root/{class}/{name}``.
     """
-    if split not in (1, 2, 3):
-        raise ValueError(f"split must be 1, 2 or 3, got {split!r}")
-    if subset not in ("train", "test"):
-        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    _check_split(split, subset)
     folder, root = Path(split_dir), Path(video_root)
     if not folder.is_dir():
         raise FileNotFoundError(f"split folder not found: {folder}")
@@ -346,6 +354,63 @@ def _load_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise IndexFormatError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from exc
+
+
+# ---------------------------------------------------------------------------- layouts
+DatasetLayout = Literal["kinetics", "ucf101", "hmdb51", "ssv2"]
+#: The dataset layouts :func:`read_dataset_layout` reads.
+DATASET_LAYOUTS: tuple[str, ...] = ("kinetics", "ucf101", "hmdb51", "ssv2")
+
+
+def read_dataset_layout(
+    layout: DatasetLayout,
+    video_root: PathLike,
+    annotations: PathLike,
+    *,
+    split: int = 1,
+) -> tuple[VideoIndex, VideoIndex | None]:
+    """Reads a dataset as it is laid out on disk: ``(train, test)`` indexes.
+
+    Layouts (``annotations`` is the folder named; ``test`` is ``None`` where its file is
+    missing):
+
+    * ``"kinetics"``: ``train.csv`` and, for the test index, ``validate.csv``
+      (:func:`read_kinetics_csv`, test classes taken from the training CSV); clips in
+      ``video_root/train/`` and ``video_root/val/`` when those folders exist, else all in
+      ``video_root``.
+    * ``"ucf101"``: ``classInd.txt``, ``trainlist0N.txt`` and ``testlist0N.txt`` for
+      ``split`` N (:func:`read_ucf101`); videos at ``video_root/Class/v_Class_g01_c01.avi``.
+    * ``"hmdb51"``: the ``{class}_test_split{N}.txt`` files (:func:`read_hmdb51`); videos at
+      ``video_root/{class}/{name}``.
+    * ``"ssv2"``: ``labels.json``, ``train.json`` and, for the test index,
+      ``validation.json`` (:func:`read_ssv2`); videos at ``video_root/{id}.webm``.
+
+    Raises:
+        ValueError: An unknown layout (or a bad ``split``).
+        FileNotFoundError: A required annotation file is missing.
+        IndexFormatError: An annotation file is malformed.
+    """
+    videos, ann = Path(video_root), Path(annotations)
+    if layout == "kinetics":
+        train_dir, val_dir = videos / "train", videos / "val"
+        train = read_kinetics_csv(ann / "train.csv",
+                                  train_dir if train_dir.is_dir() else videos)
+        test_csv = ann / "validate.csv"
+        if not test_csv.is_file():
+            return train, None
+        return train, read_kinetics_csv(test_csv, val_dir if val_dir.is_dir() else videos,
+                                        classes=train.classes)
+    if layout == "ucf101":
+        return (read_ucf101(ann, videos, split=split, subset="train"),
+                read_ucf101(ann, videos, split=split, subset="test"))
+    if layout == "hmdb51":
+        return (read_hmdb51(ann, videos, split=split, subset="train"),
+                read_hmdb51(ann, videos, split=split, subset="test"))
+    if layout == "ssv2":
+        train = read_ssv2(ann / "labels.json", ann / "train.json", videos)
+        val = ann / "validation.json"
+        return train, read_ssv2(ann / "labels.json", val, videos) if val.is_file() else None
+    raise ValueError(f"unknown dataset layout {layout!r}; expected one of {DATASET_LAYOUTS}")
 
 
 # ---------------------------------------------------------------------------- plain list

@@ -35,7 +35,6 @@ _EXPORTS: dict[str, str] = {
     "get_preset": "_config",
     "list_presets": "_config",
     "load_config_file": "_config",
-    "CachedClipDataset": "_data",
     "DataBundle": "_data",
     "DataError": "_data",
     "FrameCache": "_data",
@@ -72,7 +71,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "CachedClipDataset",
     "ConfigError",
     "DEFAULT_BASELINE",
     "DataBundle",
@@ -124,7 +122,6 @@ if TYPE_CHECKING:
         load_config_file,
     )
     from video3d.trainer._data import (
-        CachedClipDataset,
         DataBundle,
         DataError,
         FrameCache,

@@ -7,8 +7,9 @@ part and an internal validation part (seeded, class-stratified); ``test.txt`` is
 final evaluation.
 
 For small datasets (``cache_videos``) every video is decoded once and its frames are kept in
-memory; clips are then sampled and cropped from the cached frames with the same samplers and
-transforms as :class:`video3d.data.VideoClipDataset` uses on the files.
+memory (:class:`~video3d.data.FrameCache`); the same :class:`video3d.data.VideoClipDataset`
+then reads its clips from the cached frames instead of the files: the same samplers, seeds,
+short-video policy, transforms and handling of unreadable videos.
 
 Unreadable videos: :func:`load_data` probes every video of the run before any training (in
 parallel: it opens the file, decodes its first frame and reads its packets, or, for a cached
@@ -22,7 +23,6 @@ file-backed datasets alike) and recorded in the same :class:`~video3d.data.datas
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -31,18 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from video3d.data._cache import FrameCache
 from video3d.trainer._config import TrainConfig
 
 if TYPE_CHECKING:
-    import torch
 
     from video3d.data import VideoEntry
     from video3d.data.datasets import BadVideoLog
 
 __all__ = [
-    "CachedClipDataset",
     "DataBundle",
     "DataError",
     "FrameCache",
@@ -52,7 +49,6 @@ __all__ = [
     "probe_videos",
 ]
 
-_logger = logging.getLogger(__name__)
 _PROBE_THREADS = 16
 
 
@@ -329,119 +325,6 @@ def _check_files(entries: Sequence[VideoEntry], listed_in: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ datasets
-class FrameCache:
-    """Decoded frames of whole videos, keyed by path (decoded on first use)."""
-
-    def __init__(self) -> None:
-        self._frames: dict[str, torch.Tensor] = {}
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def get(self, entry: VideoEntry) -> torch.Tensor:
-        """``uint8 [T, H, W, 3]`` frames of ``entry``."""
-        frames = self._frames.get(entry.path)
-        if frames is None:
-            from video3d.data import VideoReader
-
-            with VideoReader(entry.path, num_frames=entry.num_frames, fps=entry.fps) as reader:
-                frames = reader.read(np.arange(reader.num_frames))
-            self._frames[entry.path] = frames
-        return frames
-
-
-class CachedClipDataset:
-    """Like :class:`video3d.data.VideoClipDataset`, but samples clips from cached frames.
-
-    Items: ``(clip, label)`` in train and val modes, ``(views, label, video_index)`` in test
-    mode, exactly as the file-backed dataset returns them. Unreadable videos are handled as
-    there too: recorded in ``bad_videos`` (one warning per file), replaced by another draw in
-    training (at most ``max_retries`` in a row), raised in evaluation.
-    """
-
-    def __init__(
-        self,
-        entries: Sequence[VideoEntry],
-        cache: FrameCache,
-        *,
-        mode: str,
-        sampler: Any,
-        transform: Any,
-        num_clips: int = 1,
-        seed: int = 0,
-        max_retries: int = 10,
-        bad_videos: BadVideoLog | None = None,
-    ) -> None:
-        from video3d.data.datasets import BadVideoLog
-
-        self.entries = list(entries)
-        self.cache = cache
-        self.mode = mode
-        self.sampler = sampler
-        self.transform = transform
-        self.num_clips = num_clips if mode == "test" else 1
-        self.seed = seed
-        self.epoch = 0
-        self.max_retries = max_retries
-        self.bad_videos = bad_videos if bad_videos is not None else BadVideoLog()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.entries) * self.num_clips
-
-    def _frames(self, entry: VideoEntry, *, training: bool) -> torch.Tensor | None:
-        """The cached frames of ``entry``; ``None`` in training when it is unreadable."""
-        from video3d.data import VideoDecodeError
-        from video3d.data.datasets import decode_failure_reason
-
-        if training and entry.path in self.bad_videos:
-            return None
-        try:
-            return self.cache.get(entry)
-        except VideoDecodeError as exc:
-            reason = decode_failure_reason(exc)
-            if self.bad_videos.record(entry.path, reason):
-                _logger.warning("unreadable video %s: %s; %s", entry.path, reason,
-                                "skipping it, replacing it with another video" if training
-                                else f"the {self.mode} evaluation cannot go on")
-            if not training:
-                raise
-            return None
-
-    def __getitem__(self, index: int) -> tuple[Any, ...]:
-        if self.mode == "train":
-            candidate, last = index, ""
-            for attempt in range(self.max_retries + 1):
-                entry = self.entries[candidate]
-                frames = self._frames(entry, training=True)
-                last = entry.path
-                if frames is not None:
-                    # attempt 0 keeps the draws of a run without unreadable videos
-                    key = [self.seed, self.epoch, index] + ([attempt] if attempt else [])
-                    rng = np.random.default_rng(key)
-                    indices = self.sampler.train_clip(len(frames), rng)
-                    return self.transform(frames[indices], rng), entry.label
-                redraw = np.random.default_rng([self.seed, self.epoch, index, attempt, 1])
-                candidate = int(redraw.integers(len(self.entries)))
-            from video3d.data.datasets import UnreadableVideosError
-
-            raise UnreadableVideosError(
-                f"{self.max_retries + 1} videos in a row failed to decode for item {index}; "
-                f"last: {last}"
-            )
-        video, clip = divmod(index, self.num_clips)
-        entry = self.entries[video]
-        frames = self._frames(entry, training=False)
-        assert frames is not None
-        indices = self.sampler.test_clips(len(frames), self.num_clips)[clip]
-        views = self.transform(frames[indices])
-        if self.mode == "val":
-            return views[0], entry.label
-        return views, entry.label, video
-
-
 def make_dataset(
     entries: Sequence[VideoEntry],
     config: TrainConfig,
@@ -456,12 +339,13 @@ def make_dataset(
 ) -> Any:
     """A train / val / test dataset of ``entries`` under ``config``'s transforms.
 
-    Unreadable videos are recorded in ``bad_videos`` (default: the log a
+    Its frames come from ``cache`` (decoded once, kept in memory) or, without one, from the
+    files (a reader per item). Unreadable videos are recorded in ``bad_videos`` (default: the log a
     :class:`DataBundle` split carries, else a new one). With ``uint8`` a training dataset
     yields cropped ``uint8 [T, S, S, 3]`` clips, to be flipped and normalised on the device
     (:func:`video3d.data.device_transforms.normalize_clips`).
     """
-    from video3d.data import ClipSampler, EvalTransform, TrainTransform, VideoClipDataset
+    from video3d.data import EvalTransform, TrainTransform, VideoClipDataset
     from video3d.data.device_transforms import TrainCrop
 
     if mode == "train" and uint8:
@@ -477,16 +361,8 @@ def make_dataset(
     num_clips = config.test_clips if mode == "test" else None
     if bad_videos is None:
         bad_videos = getattr(entries, "bad_videos", None)
-    if cache is not None:
-        sampler = ClipSampler(
-            sampling, clip_length, config.frame_stride, config.segment_len  # type: ignore[arg-type]
-        )
-        return CachedClipDataset(
-            entries, cache, mode=mode, sampler=sampler, transform=transform,
-            num_clips=num_clips or 1, seed=seed, bad_videos=bad_videos,
-        )
     return VideoClipDataset(
         entries, mode=mode, sampling=sampling, clip_len=clip_length,  # type: ignore[arg-type]
         stride=config.frame_stride, segment_len=config.segment_len, transform=transform,
-        num_clips=num_clips, seed=seed, bad_videos=bad_videos,
+        num_clips=num_clips, seed=seed, bad_videos=bad_videos, source=cache,
     )

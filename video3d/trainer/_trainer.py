@@ -470,6 +470,8 @@ class VideoTrainer:
         import torch
         from torch.utils.data import DataLoader, Subset
 
+        from video3d.data import VideoScores
+
         videos = list(entries) if entries is not None else self.data.test
         if not videos:
             raise ValueError("no test videos to evaluate (the index has no test.txt)")
@@ -483,8 +485,7 @@ class VideoTrainer:
         workers = 0 if self.data.cache is not None else self.config.num_workers
         loader = DataLoader(part, batch_size=per, num_workers=workers)
         k = self.data.num_classes
-        sums = torch.zeros(len(videos), k, dtype=torch.float64, device=self.device)
-        seen = torch.zeros(len(videos), dtype=torch.float64, device=self.device)
+        per_video = VideoScores(len(videos), k, dtype=torch.float64, device=self.device)
         labels_all = torch.tensor([e.label for e in videos], device=self.device)
         bar = ProgressBar(len(loader), f"  {desc}", stream=self.stream)
         model.eval()
@@ -492,14 +493,10 @@ class VideoTrainer:
             for views, _labels, index in loader:
                 b, crops = views.shape[:2]
                 flat = views.flatten(0, 1)
-                logits = model(self._to_device(flat)).float().view(b, crops, k).mean(dim=1)
-                idx = index.to(self.device)
-                sums.index_add_(0, idx, logits.double())
-                seen.index_add_(0, idx, torch.ones(b, dtype=torch.float64, device=self.device))
+                per_video.add(model(self._to_device(flat)).float().view(b, crops, k), index)
                 bar.update()
         bar.close()
-        sums, seen = self.dist.all_sum(sums), self.dist.all_sum(seen)
-        scores = sums / seen.clamp(min=1).unsqueeze(1)
+        scores = per_video.mean(all_sum=self.dist.all_sum)
         hits = topk_correct(scores, labels_all, (1, 5))
         return {"top1": hits[0] / len(videos), "top5": hits[1] / len(videos),
                 "videos": float(len(videos))}

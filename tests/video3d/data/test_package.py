@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["video3d.data", "video3d.data.samplers", "video3d.data.errors",
            "video3d.data.transforms", "video3d.data.indexes", "video3d.data.decoding",
-           "video3d.data.datasets", "video3d.data.synthetic"]
+           "video3d.data.datasets", "video3d.data.synthetic", "video3d.data._reader",
+           "video3d.data._cache"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from video3d.data.errors import IndexFormatError, UnknownClassError
 from video3d.data.indexes import (
+    DATASET_LAYOUTS,
     VideoEntry,
     build_index,
+    read_dataset_layout,
     read_hmdb51,
     read_kinetics_csv,
     read_ssv2,
@@ -185,6 +187,101 @@ def test_ssv2_bad_json(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ plain list
+# ------------------------------------------------------------------------ dataset layouts
+def _layout(root: Path, layout: str, *, with_test: bool = True) -> tuple[Path, Path]:
+    """A small copy of ``layout``'s annotation files, as the dataset ships them, and its
+    video folders: ``(videos, annotations)`` (reading a layout opens no video)."""
+    videos, ann = root / "videos", root / "annotations"
+    ann.mkdir(parents=True)
+    if layout == "kinetics":
+        (ann / "train.csv").write_text(
+            f"{K_HEADER}\nriding a bike,abc,14,24,train\nabseiling,zz,5,15,train\n")
+        (videos / "train").mkdir(parents=True)
+        if with_test:
+            (ann / "validate.csv").write_text(f"{K_HEADER}\nriding a bike,q1,0,10,validate\n")
+            (videos / "val").mkdir()
+    elif layout == "ucf101":
+        (ann / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
+        (ann / "trainlist02.txt").write_text(
+            "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g08_c01.avi 2\n")
+        (ann / "testlist02.txt").write_text("Archery/v_Archery_g01_c01.avi\n")
+        (ann / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 2\n")
+    elif layout == "hmdb51":
+        (ann / "brush_hair_test_split2.txt").write_text("b1.avi 1 \nb2.avi 2 \nb3.avi 0 \n")
+        (ann / "cartwheel_test_split2.txt").write_text("c1.avi 1 \nc2.avi 0 \n")
+        (ann / "cartwheel_test_split1.txt").write_text("c2.avi 1 \n")
+    else:  # ssv2
+        (ann / "labels.json").write_text(json.dumps(
+            {"Approaching something with your camera": "0", "Closing something": "1"}))
+        (ann / "train.json").write_text(json.dumps([
+            {"id": "78687", "label": "closing a book", "template": "Closing [something]",
+             "placeholders": ["a book"]},
+            {"id": "42326", "label": "approaching a cup with your camera",
+             "template": "Approaching [something] with your camera",
+             "placeholders": ["a cup"]}]))
+        if with_test:
+            (ann / "validation.json").write_text(json.dumps([
+                {"id": "74225", "label": "closing a box", "template": "Closing [something]",
+                 "placeholders": ["a box"]}]))
+    return videos, ann
+
+
+LAYOUTS = {  # layout: (classes, train (relative path, label), test (relative path, label))
+    "kinetics": (["abseiling", "riding a bike"],
+                 [("train/abc_000014_000024.mp4", 1), ("train/zz_000005_000015.mp4", 0)],
+                 [("val/q1_000000_000010.mp4", 1)]),
+    "ucf101": (["ApplyEyeMakeup", "Archery"],
+               [("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", 0),
+                ("Archery/v_Archery_g08_c01.avi", 1)],
+               [("Archery/v_Archery_g01_c01.avi", 1)]),
+    "hmdb51": (["brush_hair", "cartwheel"], [("brush_hair/b1.avi", 0), ("cartwheel/c1.avi", 1)],
+               [("brush_hair/b2.avi", 0)]),
+    "ssv2": (["Approaching something with your camera", "Closing something"],
+             [("78687.webm", 1), ("42326.webm", 0)], [("74225.webm", 1)]),
+}
+
+
+@pytest.mark.parametrize("layout", DATASET_LAYOUTS)
+def test_dataset_layouts_read_each_datasets_files(tmp_path: Path, layout: str) -> None:
+    assert set(DATASET_LAYOUTS) == set(LAYOUTS)
+    videos, ann = _layout(tmp_path, layout)
+    train, test = read_dataset_layout(layout, videos, ann, split=2)  # type: ignore[arg-type]
+    classes, want_train, want_test = LAYOUTS[layout]
+    assert train.classes == classes
+    assert [(e.path, e.label) for e in train.entries] == [
+        (str(videos / rel), label) for rel, label in want_train]
+    assert test is not None and test.classes == classes
+    assert [(e.path, e.label) for e in test.entries] == [
+        (str(videos / rel), label) for rel, label in want_test]
+
+
+@pytest.mark.parametrize("layout", ["kinetics", "ssv2"])
+def test_dataset_layouts_without_a_test_file(tmp_path: Path, layout: str) -> None:
+    videos, ann = _layout(tmp_path, layout, with_test=False)
+    train, test = read_dataset_layout(layout, videos, ann)  # type: ignore[arg-type]
+    assert test is None and len(train) == 2
+
+
+def test_kinetics_layout_with_every_clip_in_one_folder(tmp_path: Path) -> None:
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    (ann / "train.csv").write_text(f"{K_HEADER}\nabseiling,zz,5,15,train\n")
+    (ann / "validate.csv").write_text(f"{K_HEADER}\nabseiling,q1,0,10,validate\n")
+    train, test = read_dataset_layout("kinetics", tmp_path / "clips", ann)
+    assert train.entries[0].path == str(tmp_path / "clips" / "zz_000005_000015.mp4")
+    assert test is not None
+    assert test.entries[0].path == str(tmp_path / "clips" / "q1_000000_000010.mp4")
+
+
+def test_dataset_layout_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown dataset layout 'kinetics700'; expected one"):
+        read_dataset_layout("kinetics700", tmp_path, tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match=r"annotation file not found: .*train\.csv"):
+        read_dataset_layout("kinetics", tmp_path, tmp_path)
+    with pytest.raises(ValueError, match="split must be 1, 2 or 3, got 4"):
+        read_dataset_layout("hmdb51", tmp_path, tmp_path, split=4)
+
+
 def test_video_list_roundtrip(tmp_path: Path) -> None:
     entries = [VideoEntry(str(tmp_path / "videos" / "a b.mp4"), 1, 64),
                VideoEntry(str(tmp_path / "videos" / "c.mp4"), 0, 30)]

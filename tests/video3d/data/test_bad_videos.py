@@ -1,7 +1,8 @@
 """Unreadable videos (random bytes, a real video cut in half), decoded by PyAV for real.
 
-The cached (``CachedClipDataset``) and file-backed (``VideoClipDataset``) paths must agree: the
-probe before training finds the same files, training replaces them and reports each once, an
+The two frame sources of ``VideoClipDataset``, the in-memory cache (``FrameCache``) and the
+files (``ReaderPool``), must agree: the probe before training finds the same files, training
+replaces them (the same replacements, the same failure counts) and reports each once, an
 evaluation raises, ``load_data`` leaves them out and counts them, or stops the run above
 ``max_bad_video_share``.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from video3d.data import VideoDecodeError, VideoEntry
-from video3d.data.datasets import BadVideoLog
+from video3d.data.datasets import BadVideoLog, UnreadableVideosError, VideoClipDataset
 from video3d.trainer import ConfigError, DataError, TrainConfig, get_preset, load_data
 from video3d.trainer._data import FrameCache, make_dataset, probe_videos
 
@@ -97,6 +98,51 @@ def test_training_replaces_an_unreadable_video_and_reports_it_once(
     warnings = [r.getMessage() for r in caplog.records if bad in r.getMessage()]
     assert len(warnings) == 1, warnings  # once, however often it was drawn
     assert "unreadable video" in warnings[0] and log.errors[bad] in warnings[0]
+
+
+def _full_frames(clip: object, rng: object) -> object:
+    return clip
+
+
+def test_both_sources_retry_and_count_unreadable_videos_alike(
+    clips: dict[str, Path], tmp_path: Path, read_ids: Callable[[object], list[int]]
+) -> None:
+    """Random bytes and a missing file: each source records both, redraws the same
+    replacements (the same seeds), counts the same failures."""
+    entries = [VideoEntry(str(clips["good"]), 0, num_frames=FRAMES),
+               VideoEntry(str(clips["random bytes"]), 1, num_frames=FRAMES),
+               VideoEntry(str(tmp_path / "gone.mp4"), 2, num_frames=FRAMES),
+               VideoEntry(str(clips["good-webm"]), 3, num_frames=FRAMES),
+               VideoEntry(str(clips["good2"]), 4, num_frames=FRAMES)]
+    runs = {}
+    for path in PATHS:
+        log = BadVideoLog()
+        data = VideoClipDataset(entries, sampling="uniform", clip_len=8, seed=2,
+                                transform=_full_frames, bad_videos=log,
+                                source=FrameCache() if path == "cached" else None)
+        items = []
+        for epoch in range(3):
+            data.set_epoch(epoch)
+            items += [(read_ids(clip), label) for clip, label in (data[i] for i in range(5))]
+        runs[path] = (items, data.num_failures, data.failed_paths, sorted(log.errors))
+    files, cached = runs["files"], runs["cached"]
+    assert files == cached
+    items, failures, failed, errors = files
+    assert {label for _, label in items} <= {0, 3, 4}  # every bad draw was replaced
+    assert failures == len(failed) >= 6  # items 1 and 2, in each of 3 epochs
+    assert set(failed) == set(errors) == {entries[1].path, entries[2].path}
+
+
+def test_both_sources_give_up_alike(clips: dict[str, Path], tmp_path: Path) -> None:
+    entries = [VideoEntry(str(clips["random bytes"]), 0, num_frames=FRAMES),
+               VideoEntry(str(tmp_path / "gone.mp4"), 1, num_frames=FRAMES)]
+    for path in PATHS:
+        data = VideoClipDataset(entries, max_retries=2, transform=_full_frames,
+                                source=FrameCache() if path == "cached" else None)
+        with pytest.raises(UnreadableVideosError, match="3 videos in a row failed to decode "
+                           "for item 1; last: "):
+            data[1]
+        assert data.num_failures == 3 and len(data.bad_videos) == len(set(data.failed_paths))
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -10,11 +10,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from video3d.data import (
+    ClipSampler,
     EvalTransform,
+    FrameCache,
+    ReaderPool,
     TrainTransform,
     VideoClipDataset,
     VideoDecodeError,
     VideoEntry,
+    VideoScores,
     average_video_scores,
     consecutive_clips,
     make_synthetic_dataset,
@@ -29,6 +33,19 @@ def _raw_train(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 def _raw_eval(clip: torch.Tensor) -> torch.Tensor:
     return clip
+
+
+def _raw_flipped(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Full frames, mirrored by a draw from ``rng`` after the clip's own: the output depends on
+    the whole random stream of the item."""
+    return clip.flip(2) if rng.random() < 0.5 else clip
+
+
+SOURCES = ["files", "memory"]
+
+
+def _source(kind: str) -> FrameCache | None:
+    return FrameCache() if kind == "memory" else None
 
 
 @pytest.fixture
@@ -121,11 +138,16 @@ def test_evaluation_does_not_hide_broken_videos(tmp_path: Path) -> None:
         data[0]
 
 
-def test_short_videos_follow_the_policy(make_video, read_ids) -> None:
+@pytest.mark.parametrize("source", SOURCES)
+def test_short_videos_follow_the_policy(make_video, read_ids, source: str) -> None:
     path = make_video("short.mp4", num_frames=5)
     data = VideoClipDataset([VideoEntry(str(path), 0)], mode="val", clip_len=8,
-                            short_policy="repeat_last", transform=_raw_eval)
+                            short_policy="repeat_last", transform=_raw_eval,
+                            source=_source(source))
     assert read_ids(data[0][0]) == [0, 1, 2, 3, 4, 4, 4, 4]
+    loop = VideoClipDataset([VideoEntry(str(path), 0)], clip_len=8, short_policy="loop",
+                            transform=_raw_train, source=_source(source))
+    assert read_ids(loop[0][0]) == [0, 1, 2, 3, 4, 0, 1, 2]
 
 
 @pytest.mark.parametrize(
@@ -137,6 +159,7 @@ def test_short_videos_follow_the_policy(make_video, read_ids) -> None:
         ({"mode": "val", "num_clips": 3}, "val mode takes one clip"),
         ({"mode": "test", "num_clips": 0}, "num_clips must be a positive integer"),
         ({"max_retries": -1}, "max_retries"),
+        ({"threads": 2, "source": FrameCache()}, r"threads=2 sets the default source's"),
     ],
 )
 def test_bad_dataset_arguments(entries, kwargs, message: str) -> None:
@@ -151,6 +174,117 @@ def test_index_bounds(entries) -> None:
     assert torch.equal(data[-1][0], data[1][0])
     with pytest.raises(IndexError, match="index 2 out of range"):
         data[2]
+
+
+# ------------------------------------------------------------------------ frame sources
+@pytest.mark.parametrize("sampling", ["consecutive", "uniform"])
+def test_both_sources_give_identical_training_clips(entries, read_ids, sampling: str) -> None:
+    """The file decoder and the in-memory cache: same frames, same (seed, epoch, index,
+    attempt) draws, so the same clips item by item."""
+    files, memory = (
+        VideoClipDataset(entries, sampling=sampling, clip_len=8, stride=3,
+                         transform=_raw_flipped, seed=11, source=_source(kind))
+        for kind in SOURCES
+    )
+    assert isinstance(files.source, ReaderPool) and isinstance(memory.source, FrameCache)
+    sampler = ClipSampler(sampling, 8, stride=3)  # type: ignore[arg-type]
+    flips = 0
+    for epoch in range(4):
+        files.set_epoch(epoch)
+        memory.set_epoch(epoch)
+        for i in range(len(entries)):
+            (a, la), (b, lb) = files[i], memory[i]
+            assert la == lb == entries[i].label
+            assert torch.equal(a, b), (epoch, i)
+            rng = np.random.default_rng([11, epoch, i, 0])  # attempt 0: no failure
+            want = sampler.train_clip(100, rng).tolist()
+            flipped = bool(rng.random() < 0.5)
+            flips += flipped
+            assert read_ids(a.flip(2) if flipped else a) == want
+    assert 0 < flips < 8  # both branches ran
+    assert len(memory.source) == 2  # type: ignore[arg-type]
+
+
+class _RecordingTransform(TrainTransform):
+    """A TrainTransform that keeps every crop plan it draws."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.plans: list[object] = []
+
+    def plan(self, height: int, width: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+        self.plans.append(super().plan(height, width, rng))
+        return self.plans[-1]
+
+
+@pytest.mark.parametrize("crop", [96, 64])
+def test_both_sources_draw_the_same_crops(entries, crop: int) -> None:
+    """TrainTransform's crop, scale and flip are drawn alike from both sources; the pixels
+    differ only by how the crop is converted and resized (libswscale in the decoder, torch
+    on the cached RGB frames)."""
+    files, memory = (
+        VideoClipDataset(entries, clip_len=8, transform=_RecordingTransform(crop, (96, 120)),
+                         seed=5, source=_source(kind))
+        for kind in SOURCES
+    )
+    for epoch in range(4):
+        for data in (files, memory):
+            data.set_epoch(epoch)
+        for i in range(len(entries)):
+            a, b = files[i][0], memory[i][0]
+            assert a.shape == b.shape == (3, 8, crop, crop)
+            assert (a - b).abs().mean() < 0.25  # a few levels (one level is 0.017 here)
+    plans = [t.plans for t in (files.transform, memory.transform)]  # type: ignore[attr-defined]
+    assert plans[0] == plans[1] and len(plans[0]) == 8
+    assert len({p.box for p in plans[0]}) > 2 and {p.flip for p in plans[0]} == {True, False}
+
+
+def test_both_sources_give_identical_test_views(entries) -> None:
+    files, memory = (
+        VideoClipDataset(entries, mode="test", num_clips=3, sampling="uniform", clip_len=8,
+                         transform=EvalTransform(96, 96, num_crops=3), source=_source(kind))
+        for kind in SOURCES
+    )
+    for i in range(len(files)):
+        (a, la, va), (b, lb, vb) = files[i], memory[i]
+        assert tuple(a.shape) == (3, 3, 8, 96, 96)
+        assert torch.equal(a, b) and (la, va) == (lb, vb)
+
+
+def test_a_source_replaces_the_readers_attribute(entries) -> None:
+    pool = ReaderPool(max_open=2)
+    data = VideoClipDataset(entries, mode="val", transform=_raw_eval)
+    data.readers = pool  # the former name of the source
+    assert data.source is pool and data.readers is pool
+    data[0]
+    assert pool.misses == 1 and len(pool) == 1
+    data.readers = None
+    assert isinstance(data.source, ReaderPool) and data.source is not pool
+
+
+def test_video_scores_add_batches_and_sum_over_processes() -> None:
+    torch.manual_seed(0)
+    scores = torch.randn(12, 3, 5, dtype=torch.float64)  # 12 items, 3 crops, 5 classes
+    index = torch.tensor([0, 1, 2, 3] * 3)
+    whole = average_video_scores(scores, index, num_videos=5)
+    assert torch.allclose(whole[:4], scores.mean(dim=1).view(3, 4, 5).mean(dim=0))
+    assert whole[4].abs().sum() == 0  # no items: zeros
+    batches = VideoScores(5, 5, dtype=torch.float64)
+    for part in torch.arange(12).split(5):
+        batches.add(scores[part], index[part])
+    assert torch.allclose(batches.mean(), whole)
+    # two processes with every other item each, as DDP shards them; all_sum adds theirs up
+    ranks = [VideoScores(5, 5, dtype=torch.float64) for _ in range(2)]
+    for rank, acc in enumerate(ranks):
+        acc.add(scores[rank::2], index[rank::2])
+    totals = {id(t): t for t in (ranks[0].sums, ranks[0].counts)}
+    other = {id(ranks[0].sums): ranks[1].sums, id(ranks[0].counts): ranks[1].counts}
+
+    def all_sum(t: torch.Tensor) -> torch.Tensor:
+        return totals[id(t)] + other[id(t)]
+
+    assert torch.allclose(ranks[0].mean(all_sum=all_sum), whole)
+    assert not torch.allclose(ranks[0].mean(), whole)
 
 
 def test_average_video_scores() -> None:

@@ -343,45 +343,6 @@ def _instrument(reader: VideoReader) -> tuple[_CountingContainer, _ContextProxy]
     return container, stream.codec_context
 
 
-def _reencode(source: Path, path: Path, codec: str, options: dict[str, str]) -> Path:
-    """Re-encodes a pattern video with other settings (its frames keep their numbers)."""
-    import av
-
-    with av.open(str(source)) as src:
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=30, options=dict(options))
-        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-@pytest.fixture(scope="module")
-def more_videos(videos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One keyframe for the whole video with B-pyramids (H.264), and VP9 with hidden
-    alt-ref frames (packets whose frames are never shown)."""
-    root = tmp_path_factory.mktemp("more_videos")
-    source = videos["h264-mp4"]
-    return {
-        "h264-mp4-one-gop": _reencode(
-            source, root / "onegop.mp4", "libx264",
-            {"x264-params": "keyint=250:scenecut=0:bframes=3:b-pyramid=normal"},
-        ),
-        "vp9-webm-altref": _reencode(
-            source, root / "altref.webm", "libvpx-vp9",
-            {"g": "30", "deadline": "good", "cpu-used": "8", "auto-alt-ref": "1",
-             "lag-in-frames": "16"},
-        ),
-    }
-
-
-@pytest.fixture(scope="module")
-def all_videos(videos, more_videos) -> dict[str, Path]:
-    return {**videos, **more_videos}
-
-
 ALL_KINDS = [*KINDS, "h264-mp4-one-gop", "vp9-webm-altref"]
 
 

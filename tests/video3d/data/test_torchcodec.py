@@ -36,55 +36,23 @@ REQUESTS = {
 HEIGHT, WIDTH = 96, 128  # the pattern videos of conftest.py
 
 
-def _reencode(source: Path, path: Path, codec: str, options: dict[str, str]) -> Path:
-    """Re-encodes a pattern video with other settings (its frames keep their numbers)."""
-    import av
-
-    with av.open(str(source)) as src:
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=30, options=dict(options))
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-@pytest.fixture(scope="module")
-def tc_videos(videos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tc_videos")
-    return {
-        **videos,
-        "h264-mp4-one-gop": _reencode(
-            videos["h264-mp4"], root / "onegop.mp4", "libx264",
-            {"x264-params": "keyint=250:scenecut=0:bframes=3:b-pyramid=normal"},
-        ),
-        "vp9-webm-altref": _reencode(
-            videos["h264-mp4"], root / "altref.webm", "libvpx-vp9",
-            {"g": "30", "deadline": "good", "cpu-used": "8", "auto-alt-ref": "1",
-             "lag-in-frames": "16"},
-        ),
-    }
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("request_name", list(REQUESTS))
-def test_exact_frames_like_pyav(tc_videos, read_ids, kind: str, request_name: str) -> None:
+def test_exact_frames_like_pyav(all_videos, read_ids, kind: str, request_name: str) -> None:
     indices = REQUESTS[request_name]
-    with TorchCodecReader(tc_videos[kind]) as reader:
+    with TorchCodecReader(all_videos[kind]) as reader:
         clip = reader.read(indices)
     assert clip.dtype == torch.uint8 and tuple(clip.shape) == (len(indices), HEIGHT, WIDTH, 3)
     assert read_ids(clip) == indices
-    with VideoReader(tc_videos[kind]) as pyav:
+    with VideoReader(all_videos[kind]) as pyav:
         assert (clip.int() - pyav.read(indices).int()).abs().max() <= 2
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_frame_alone_and_reuse(tc_videos, read_ids, kind: str) -> None:
-    with VideoReader(tc_videos[kind]) as pyav:
+def test_every_frame_alone_and_reuse(all_videos, read_ids, kind: str) -> None:
+    with VideoReader(all_videos[kind]) as pyav:
         fps = pyav.fps
-    with TorchCodecReader(tc_videos[kind]) as reader:
+    with TorchCodecReader(all_videos[kind]) as reader:
         assert reader.num_frames == 100 and abs(reader.fps - fps) < 0.01
         assert (reader.width, reader.height) == (WIDTH, HEIGHT)
         assert [read_ids(reader.read([i]))[0] for i in range(100)] == list(range(100))
@@ -150,11 +118,11 @@ def _cuda_backends() -> list:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (NVDEC)")
 @pytest.mark.parametrize("kind", ["h264-mp4", "vp9-webm", "h264-mp4-one-gop"])
-def test_exact_frames_on_nvdec(tc_videos, read_ids, kind: str) -> None:
+def test_exact_frames_on_nvdec(all_videos, read_ids, kind: str) -> None:
     errors = []
     for backend in _cuda_backends():  # FFmpeg's CUDA decoder, else torchcodec's own NVDEC
         try:
-            with backend(), TorchCodecReader(tc_videos[kind], device="cuda") as reader:
+            with backend(), TorchCodecReader(all_videos[kind], device="cuda") as reader:
                 for indices in REQUESTS.values():
                     clip = reader.read(indices)
                     assert clip.device.type == "cuda"

@@ -37,21 +37,26 @@ from stageplan._planner import (
 from stageplan._state import ParamValue, State
 from stageplan._trial import Trial, TrialProtocolError
 from stageplan.knee import KneeDecision, KneeRule, KneeTracker
+from stageplan._records import Progress, TransitionRecord
 from stageplan.storage import (
+    CheckpointStore,
     ClaimLostError,
+    DirectoryCheckpoints,
     LocalStorage,
     PlanStorage,
-    Progress,
+    StorageAdapter,
     StorageError,
     StorageMismatchError,
-    TransitionRecord,
+    register_storage_adapter,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointStore",
     "ClaimLostError",
     "DEFAULT_MAX_EPOCHS",
+    "DirectoryCheckpoints",
     "FORMAT_VERSION",
     "Edge",
     "EpochSettings",
@@ -69,6 +74,7 @@ __all__ = [
     "Progress",
     "Stage",
     "State",
+    "StorageAdapter",
     "StorageError",
     "StorageMismatchError",
     "TransitionFailedError",
@@ -79,5 +85,6 @@ __all__ = [
     "build_plan",
     "frontier",
     "plan",
+    "register_storage_adapter",
     "resolve_storage",
 ]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stageplan._records import TransitionRecord
 from stageplan._state import ParamValue
-from stageplan.storage._base import TransitionRecord
 
 __all__ = ["EpochSettings", "Plan", "PlanFormatError", "Stage", "FORMAT_VERSION"]
 

@@ -5,26 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import socket
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from stageplan.storage._base import (
-    ClaimLostError,
-    EdgeKey,
-    Progress,
-    StorageError,
-    StorageMismatchError,
-    TransitionRecord,
-    describe_mismatch,
-    edge_label,
-    edge_slug,
-    pid_alive,
-    written_checkpoint,
-)
+from stageplan._records import EdgeKey, Progress, TransitionRecord, edge_label, edge_slug
+from stageplan.storage._directory import DirectoryCheckpoints
+from stageplan.storage._protocol import ClaimLostError, StorageError
+from stageplan.storage._shared import check_header, is_stale, owner_record
 
 __all__ = ["LocalStorage", "atomic_write_json"]
 
@@ -59,9 +48,10 @@ class LocalStorage:
 
     Layout: ``stageplan.json`` (graph and settings), ``transitions/*.json`` (one record per
     finished transition, written atomically), ``running/*`` (claims and progress of running
-    transitions) and ``checkpoints/<edge>/epoch-NNNN`` (whatever the trainer's ``save``
-    writes there: a file or a directory). Checkpoint references are paths relative to the
-    directory, so a finished plan directory can be moved.
+    transitions) and ``checkpoints/<edge>/epoch-NNNN-<random>`` (whatever the trainer's
+    ``save`` writes there: a file or a directory; a :class:`DirectoryCheckpoints` store).
+    Checkpoint references are paths relative to the directory, so a finished plan directory
+    can be moved.
 
     A claim is a lock file created exclusively; it is taken over when the process that holds
     it is dead (same host) or its heartbeat is older than ``stale_after`` seconds.
@@ -77,9 +67,15 @@ class LocalStorage:
         self.root = Path(root).resolve()
         if self.root.exists() and not self.root.is_dir():
             raise StorageError(f"plan storage {self.root} exists and is not a directory")
+        self._checkpoints = DirectoryCheckpoints(self.root, subdir="checkpoints")
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
+
+    @property
+    def checkpoints(self) -> DirectoryCheckpoints:
+        """The plan's checkpoints, in ``checkpoints/`` inside the directory."""
+        return self._checkpoints
 
     @property
     def process_safe(self) -> bool:
@@ -119,34 +115,16 @@ class LocalStorage:
         stored = _read_json(meta_path)
         if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
             raise StorageError(f"{meta_path} is not a stageplan plan directory header")
-        if stored.get("version") != _VERSION:
-            raise StorageMismatchError(
-                f"{self.root} uses storage format version {stored.get('version')!r}; this "
-                f"stageplan reads version {_VERSION}"
-            )
-        if stored["graph"] != graph:
-            raise StorageMismatchError(
-                f"{self.root} holds a plan for another transition graph "
-                f"({describe_mismatch(stored['graph'], graph)}); use a new directory or the "
-                "original graph"
-            )
-        if stored["meta"] != meta:
-            raise StorageMismatchError(
-                f"{self.root} holds a plan made with other settings "
-                f"({describe_mismatch(stored['meta'], meta)}); use a new directory or the "
-                "original settings"
-            )
+        check_header(
+            stored,
+            version=_VERSION,
+            graph=graph,
+            meta=meta,
+            where=str(self.root),
+            remedy="a new directory",
+        )
         for sub in ("transitions", "running", "checkpoints"):
             (self.root / sub).mkdir(exist_ok=True)
-
-    def stored_graph(self) -> dict[str, Any] | None:
-        """The graph this directory was made for, or ``None`` for a fresh directory."""
-        meta_path = self.root / _META_FILE
-        if not meta_path.exists():
-            return None
-        data = _read_json(meta_path)
-        graph = data.get("graph") if isinstance(data, dict) else None
-        return graph if isinstance(graph, dict) else None
 
     def records(self) -> dict[EdgeKey, TransitionRecord]:
         out: dict[EdgeKey, TransitionRecord] = {}
@@ -182,12 +160,7 @@ class LocalStorage:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        info = {
-            "worker": worker,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "time": time.time(),
-        }
+        info = owner_record(worker)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(info, fh)
         return True
@@ -201,10 +174,8 @@ class LocalStorage:
             return True
         except (json.JSONDecodeError, OSError):
             return age > stale_after  # half-written lock: judge by age alone
-        same_host = info.get("host") == socket.gethostname()
-        if same_host and isinstance(info.get("pid"), int) and not pid_alive(info["pid"]):
-            return True
-        return age > stale_after
+        # The lock file's mtime is the heartbeat (save_progress touches it).
+        return is_stale(info if isinstance(info, dict) else None, [time.time() - age], stale_after)
 
     def _load_progress(self, edge: EdgeKey) -> Progress:
         path = self._progress_path(edge)
@@ -244,12 +215,9 @@ class LocalStorage:
         self._sweep(record)
 
     def _sweep(self, record: TransitionRecord) -> None:
-        """Delete the finished transition's checkpoints that its record does not keep.
-
-        A worker killed between writing a checkpoint and storing the progress that names it
-        leaves such a file behind; once the record is stored nothing can need it. So do the
-        temporary files of an atomic write, or the renamed lock of a take-over, cut short
-        by a kill.
+        """Delete the temporary files of atomic writes, or the renamed lock of a take-over, that
+        a kill cut short for this transition; once its record is stored nothing needs them.
+        (Its checkpoints the record does not keep are swept by the planner.)
         """
         slug = edge_slug(record.edge)
         for folder, pattern in (
@@ -259,47 +227,9 @@ class LocalStorage:
         ):
             for leftover in folder.glob(pattern):
                 leftover.unlink(missing_ok=True)
-        folder = self.root / "checkpoints" / slug
-        if not folder.is_dir():
-            return
-        for entry in folder.iterdir():
-            ref = os.path.relpath(entry, self.root)
-            if record.checkpoint not in (ref, os.path.relpath(entry.resolve(), self.root)):
-                self.delete_checkpoint(ref)
 
     def release(self, edge: EdgeKey, *, worker: str) -> None:
         """Give up a claim without a record (the run was interrupted); progress is kept."""
         with contextlib.suppress(ClaimLostError):
             self._check_owner(edge, worker)
             self._lock_path(edge).unlink(missing_ok=True)
-
-    def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:
-        folder = self.root / "checkpoints" / edge_slug(edge)
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(folder / f"epoch-{epoch:04d}")
-
-    def store_checkpoint(self, edge: EdgeKey, epoch: int, path: str) -> str:
-        p = written_checkpoint(edge, epoch, path)
-        return os.path.relpath(p.resolve(), self.root)
-
-    def fetch_checkpoint(self, ref: str) -> str:
-        path = self.root / ref
-        if not path.exists():
-            raise StorageError(f"checkpoint {ref!r} is missing from {self.root}")
-        return str(path)
-
-    def delete_checkpoint(self, ref: str) -> None:
-        path = self.root / ref
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-
-    def copy_checkpoint(self, ref: str, edge: EdgeKey, epoch: int) -> str:
-        src = Path(self.fetch_checkpoint(ref))
-        dst = Path(self.checkpoint_path(edge, epoch))
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(src, dst)
-        return self.store_checkpoint(edge, epoch, str(dst))

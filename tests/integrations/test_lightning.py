@@ -149,7 +149,7 @@ def test_plans_with_the_real_trainer(tmp_path: Path) -> None:
     ]
     assert kept
     for t in kept:
-        path = store.fetch_checkpoint(t.checkpoint or "")
+        path = store.checkpoints.fetch(t.checkpoint or "")
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         assert "pytorch-lightning_version" in ckpt and "state_dict" in ckpt
         assert "optimizer_states" not in ckpt  # weights only: optimizers start fresh

@@ -123,7 +123,7 @@ def test_plans_with_the_real_trainer(tmp_path: Path) -> None:
     kept = [t for t in result.transitions if t.checkpoint and (t.checkpoint_epoch or 0) > 0
             and (tmp_path / "plan" / t.checkpoint).exists()]
     assert kept
-    path = LocalStorage(tmp_path / "plan").fetch_checkpoint(kept[0].checkpoint or "")
+    path = LocalStorage(tmp_path / "plan").checkpoints.fetch(kept[0].checkpoint or "")
     assert (Path(path) / "config.json").exists()
     BertForSequenceClassification.from_pretrained(path)
     assert result.final_value is not None and result.final_value > 0.75

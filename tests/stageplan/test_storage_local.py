@@ -58,7 +58,7 @@ def test_stale_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 def test_old_heartbeat_is_taken_over_and_progress_returned(tmp_path: Path) -> None:
     store = _opened(tmp_path)
     assert store.claim(EDGE, worker="w1", stale_after=60) is not None
-    ref = store.store_checkpoint(EDGE, 1, _touch(store.checkpoint_path(EDGE, 1)))
+    ref = store.checkpoints.store(EDGE, 1, _touch(store.checkpoints.checkpoint_path(EDGE, 1)))
     store.save_progress(EDGE, Progress(values=[0.1, 0.2], checkpoints={1: ref}), worker="w1")
     assert store.claim(EDGE, worker="w2", stale_after=60) is None  # fresh heartbeat, alive pid
     lock = next((tmp_path / "s" / "running").glob("*.lock"))
@@ -75,29 +75,29 @@ def _touch(path: str) -> str:
 
 def test_checkpoint_refs_are_relative_and_deletes_idempotent(tmp_path: Path) -> None:
     store = _opened(tmp_path)
-    ref = store.store_checkpoint(EDGE, 3, _touch(store.checkpoint_path(EDGE, 3)))
+    ref = store.checkpoints.store(EDGE, 3, _touch(store.checkpoints.checkpoint_path(EDGE, 3)))
     assert not os.path.isabs(ref)
-    assert Path(store.fetch_checkpoint(ref)).read_text() == "ckpt"
-    copy = store.copy_checkpoint(ref, ("a,b=1", "c"), 0)
-    store.delete_checkpoint(ref)
-    store.delete_checkpoint(ref)
-    assert Path(store.fetch_checkpoint(copy)).read_text() == "ckpt"
+    assert Path(store.checkpoints.fetch(ref)).read_text() == "ckpt"
+    copy = store.checkpoints.copy(ref, ("a,b=1", "c"), 0)
+    store.checkpoints.delete(ref)
+    store.checkpoints.delete(ref)
+    assert Path(store.checkpoints.fetch(copy)).read_text() == "ckpt"
     with pytest.raises(StorageError, match="checkpoint .* is missing"):
-        store.fetch_checkpoint(ref)
+        store.checkpoints.fetch(ref)
     with pytest.raises(StorageError, match="wrote nothing"):
-        store.store_checkpoint(EDGE, 4, store.checkpoint_path(EDGE, 4))
+        store.checkpoints.store(EDGE, 4, store.checkpoints.checkpoint_path(EDGE, 4))
 
 
 def test_directory_checkpoints_are_supported(tmp_path: Path) -> None:
     store = _opened(tmp_path)
-    path = Path(store.checkpoint_path(EDGE, 1))
+    path = Path(store.checkpoints.checkpoint_path(EDGE, 1))
     path.mkdir()
     (path / "weights.bin").write_text("w")
-    ref = store.store_checkpoint(EDGE, 1, str(path))
-    copy = store.copy_checkpoint(ref, ("x", "y"), 0)
-    store.delete_checkpoint(ref)
+    ref = store.checkpoints.store(EDGE, 1, str(path))
+    copy = store.checkpoints.copy(ref, ("x", "y"), 0)
+    store.checkpoints.delete(ref)
     assert not path.exists()
-    assert (Path(store.fetch_checkpoint(copy)) / "weights.bin").read_text() == "w"
+    assert (Path(store.checkpoints.fetch(copy)) / "weights.bin").read_text() == "w"
 
 
 def test_mismatch_and_corruption_errors(tmp_path: Path) -> None:

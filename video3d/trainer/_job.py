@@ -225,7 +225,7 @@ def test_plan_checkpoint(trainer: VideoTrainer, plan: Plan, storage: Any) -> dic
     """Final-protocol accuracy of the plan's final checkpoint."""
     if plan.final_checkpoint is None:
         raise ValueError("the plan has no final checkpoint to evaluate")
-    path = storage.fetch_checkpoint(plan.final_checkpoint)
+    path = storage.checkpoints.fetch(plan.final_checkpoint)
     model = trainer.new_model()
     trainer.load_checkpoint(model, path)
     sampling, clip = _final_state(plan)

@@ -34,10 +34,10 @@ from stageplan._planner import (
     plan,
     resolve_storage,
 )
+from stageplan._records import Progress, TransitionRecord
 from stageplan._state import ParamValue, State
 from stageplan._trial import Trial, TrialProtocolError
 from stageplan.knee import KneeDecision, KneeRule, KneeTracker
-from stageplan._records import Progress, TransitionRecord
 from stageplan.storage import (
     CheckpointStore,
     ClaimLostError,

@@ -39,7 +39,7 @@ class MemoryReader(FrameReader):
     Args:
         path: The video the frames came from (for messages).
         frames: All its frames.
-        fps: Its frame rate (``None``: unknown, reported as 0).
+        fps: Its frame rate (``None``: unknown, reported as 0 by :attr:`fps`).
     """
 
     _holds = "decoded frames"
@@ -53,11 +53,6 @@ class MemoryReader(FrameReader):
         self._num_frames = int(frames.shape[0])
         self.height, self.width = int(frames.shape[1]), int(frames.shape[2])
         self._fps = float(fps) if fps else 0.0
-
-    @property
-    def fps(self) -> float:
-        """Frames per second (0 when unknown)."""
-        return self._fps
 
     @property
     def closed(self) -> bool:

@@ -119,8 +119,8 @@ def crop_and_resize(
 class FrameReader:
     """Reads frames of one video by index (see the module doc).
 
-    Subclasses set ``path``, ``width``, ``height`` and ``_num_frames`` when they open, and
-    implement :attr:`fps`, :attr:`closed`, ``_read(wanted, box, size)`` (a checked request:
+    Subclasses set ``path``, ``width``, ``height``, ``_num_frames`` and ``_fps`` when they
+    open, and implement :attr:`closed`, ``_read(wanted, box, size)`` (a checked request:
     ``int64`` indices in range, in the order asked) and ``_release()``.
     """
 
@@ -128,6 +128,7 @@ class FrameReader:
     width: int
     height: int
     _num_frames: int
+    _fps: float
     _counted: bool = False
     #: What the reader holds open, for the message of a refused pickle.
     _holds = "an open file"
@@ -141,7 +142,7 @@ class FrameReader:
     @property
     def fps(self) -> float:
         """Frames per second."""
-        raise NotImplementedError
+        return self._fps
 
     @property
     def closed(self) -> bool:

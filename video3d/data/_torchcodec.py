@@ -148,11 +148,6 @@ class TorchCodecReader(FrameReader):
             raise VideoDecodeError("video stream has no frames", path=self.path)
 
     @property
-    def fps(self) -> float:
-        """Frames per second."""
-        return self._fps
-
-    @property
     def closed(self) -> bool:
         """Whether the decoder was released."""
         return self._decoder is None

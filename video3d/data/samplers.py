@@ -69,6 +69,14 @@ def _check_policy(policy: object) -> None:
         raise ValueError(f"policy must be one of {_POLICIES}, got {policy!r}")
 
 
+def _check_segments(clip_len: int, segment_len: int) -> None:
+    if clip_len % segment_len:
+        raise ValueError(
+            f"clip_len must be a multiple of segment_len, got clip_len={clip_len} "
+            f"and segment_len={segment_len}"
+        )
+
+
 def _map_short(virtual: np.ndarray, num_frames: int, length: int, policy: str) -> np.ndarray:
     """Maps indices of a virtual video of ``length`` frames onto ``num_frames`` real frames."""
     if length <= num_frames:
@@ -150,11 +158,7 @@ def _uniform_segments(
     clip_len = _check_positive_int("clip_len", clip_len)
     segment_len = _check_positive_int("segment_len", segment_len)
     _check_policy(policy)
-    if clip_len % segment_len:
-        raise ValueError(
-            f"clip_len must be a multiple of segment_len, got clip_len={clip_len} "
-            f"and segment_len={segment_len}"
-        )
+    _check_segments(clip_len, segment_len)
     num_segments = clip_len // segment_len
     length = max(num_frames, clip_len)
     bounds = (np.arange(num_segments + 1, dtype=np.int64) * length) // num_segments
@@ -246,11 +250,8 @@ class ClipSampler:
         _check_positive_int("stride", self.stride)
         _check_positive_int("segment_len", self.segment_len)
         _check_policy(self.policy)
-        if self.strategy == "uniform" and self.clip_len % self.segment_len:
-            raise ValueError(
-                f"clip_len must be a multiple of segment_len, got clip_len={self.clip_len} "
-                f"and segment_len={self.segment_len}"
-            )
+        if self.strategy == "uniform":
+            _check_segments(self.clip_len, self.segment_len)
 
     def train_clip(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         """One randomly placed clip, ``int64[clip_len]``."""

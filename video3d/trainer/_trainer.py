@@ -309,6 +309,14 @@ class VideoTrainer:
         state = load_resnet2d_state_dict(self.config.pretrained_2d)
         model.load_state_dict(inflate_resnet2d(state, model))  # type: ignore[arg-type]
 
+    def _start_model(self) -> tuple[nn.Module, nn.Module]:
+        """A fresh model from the start weights (random, or the inflated 2D ResNet) and its
+        wrapped (DDP) form: where a fixed schedule starts."""
+        model = self.new_model()
+        if self.config.pretrained_2d:
+            self.load_pretrained_2d(model)
+        return model, self.wrap(model)
+
     def _autocast(self) -> Any:
         import torch
 
@@ -518,10 +526,7 @@ class VideoTrainer:
         ``after_epoch(index, model, clip)`` may return ``False`` to stop. Returns the model and
         the number of epochs trained.
         """
-        model = self.new_model()
-        if self.config.pretrained_2d:
-            self.load_pretrained_2d(model)
-        wrapped = self.wrap(model)
+        model, wrapped = self._start_model()
         seed = _edge_seed(self.config.seed, key)
         optimizer = self.new_optimizer(model, epochs[0][1] if epochs else 0.1)
         current: int | None = None
@@ -548,10 +553,7 @@ class VideoTrainer:
 
         Every stage gets a fresh optimiser at its learning rate, as a planned transition does.
         """
-        model = self.new_model()
-        if self.config.pretrained_2d:
-            self.load_pretrained_2d(model)
-        wrapped = self.wrap(model)
+        model, wrapped = self._start_model()
         seed = _edge_seed(self.config.seed, seed_key or name)
         epoch = 0
         for index, stage in enumerate(stages.stages):

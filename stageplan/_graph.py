@@ -259,17 +259,6 @@ class TransitionGraph:
         """States in a deterministic topological order (ties broken by declaration order)."""
         return self._topo
 
-    def edge_index(self, source: StateRef, target: StateRef) -> int:
-        """Position of an edge in :attr:`edges` (the planner's tie-break order)."""
-        key = (
-            self._resolve(source, "edge source").name,
-            self._resolve(target, "edge target").name,
-        )
-        for i, (a, b) in enumerate(self._edges):
-            if (a.name, b.name) == key:
-                return i
-        raise GraphError(f"no edge {key[0]!r} -> {key[1]!r} in the graph")
-
     def __len__(self) -> int:
         return len(self._by_name)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from stageplan._direction import Direction
 from stageplan.knee._decision import KneeDecision
 from stageplan.knee._evidence import (
     Evidence,
@@ -27,7 +28,6 @@ from stageplan.knee._families import (
 )
 from stageplan.knee._fit import fit_curve
 
-_MODES = ("max", "min")
 _RULE_KEYS = (
     "family",
     "delay",
@@ -84,9 +84,7 @@ def _check_nonnegative(name: str, value: Any) -> float:
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in _MODES:
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
-    return mode
+    return Direction.of(mode).mode
 
 
 def _oriented(values: Sequence[float] | FloatArray, mode: str) -> FloatArray:
@@ -100,7 +98,7 @@ def _oriented(values: Sequence[float] | FloatArray, mode: str) -> FloatArray:
             "values must be a non-empty 1-D sequence (values[0] = epoch 0), "
             f"got shape {arr.shape}."
         )
-    return arr if mode == "max" else -arr
+    return Direction.of(mode).sign * arr
 
 
 def best_observed_epoch(z: FloatArray) -> int:
@@ -551,7 +549,7 @@ class KneeRule:
                 ``init`` has the wrong length.
         """
         z = _oriented(values, _check_mode(mode))
-        sign = 1.0 if mode == "max" else -1.0
+        sign = Direction.of(mode).sign
         t = int(z.size - 1)
         at_max = self._max_epochs is not None and t >= self._max_epochs
         best = best_observed_epoch(z)

@@ -1,14 +1,17 @@
 """Where :class:`~stageplan.integrations.optuna.OptunaStorage` keeps checkpoints.
 
-Two stores, both addressed by a string reference:
+:class:`CheckpointChoice` reads the constructor's checkpoint arguments (at most one of
+``checkpoints``, ``artifact_store``, ``artifacts_dir``, ``checkpoint_dir``) and opens one of two
+:class:`~stageplan.storage.CheckpointStore` implementations, both addressed by a string
+reference:
 
+* the core :class:`~stageplan.storage.DirectoryCheckpoints` for ``checkpoint_dir`` (or a
+  ``checkpoints`` directory): a plain directory every worker can reach (local disk for one
+  machine, a shared file system for several); the reference is the path relative to it;
 * :class:`ArtifactCheckpoints`: an ``optuna.artifacts`` store (``FileSystemArtifactStore``,
   ``Boto3ArtifactStore``, ``GCSArtifactStore``...). The reference is the artifact id. A
   checkpoint that is a directory is packed into an uncompressed tar archive (artifact id ending
   in ``.tar``) and unpacked again on fetch. Fetched checkpoints are cached locally.
-* :class:`DirectoryCheckpoints`: a plain directory every worker can reach (local disk for one
-  machine, a shared file system for several). The reference is the path relative to it;
-  files and directories are kept as the trainer wrote them.
 
 A reference that is an absolute path of an existing file or directory (e.g. pretrained weights
 given as ``plan(..., start_checkpoint="/models/r50.pt")``) is read in place and never deleted.
@@ -16,114 +19,43 @@ given as ``plan(..., start_checkpoint="/models/r50.pt")``) is read in place and 
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stageplan.storage import EdgeKey, StorageError, written_checkpoint
-from stageplan.storage import edge_slug as _edge_slug
+from stageplan.storage import (
+    CheckpointStore,
+    DirectoryCheckpoints,
+    EdgeKey,
+    StorageError,
+    copy_checkpoint,
+    edge_slug,
+    external_checkpoint,
+    remove_path,
+    written_checkpoint,
+)
 
-__all__ = ["ArtifactCheckpoints", "DirectoryCheckpoints", "copy_into", "edge_slug"]
+if TYPE_CHECKING:
+    from stageplan.integrations.optuna._connect import Connection
+
+__all__ = ["ArtifactCheckpoints", "CheckpointChoice", "artifact_slug"]
 
 _TAR_SUFFIX = ".tar"
 
 
-def edge_slug(edge: EdgeKey) -> str:
-    """A file-name-safe, collision-resistant name for a transition (60 characters of names)."""
-    return _edge_slug(edge, max_len=60)
+def artifact_slug(edge: EdgeKey) -> str:
+    """The prefix of a transition's artifact ids (60 characters of names, then a digest)."""
+    return edge_slug(edge, max_len=60)
 
 
 def _unique_name(edge: EdgeKey, epoch: int) -> str:
-    return f"{edge_slug(edge)}-e{epoch:04d}-{uuid.uuid4().hex[:12]}"
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def _external(ref: str) -> Path | None:
-    """An absolute path given as a reference (read in place, never deleted)."""
-    if os.path.isabs(ref) and os.path.exists(ref):
-        return Path(ref)
-    return None
-
-
-def _copy(src: Path, dst: Path) -> None:
-    if src.is_dir():
-        shutil.copytree(src, dst)
-    else:
-        shutil.copyfile(src, dst)
-
-
-class DirectoryCheckpoints:
-    """Checkpoints as files or directories below ``root`` (references relative to it)."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser().resolve()
-        if self.root.exists() and not self.root.is_dir():
-            raise StorageError(f"checkpoint_dir {str(self.root)!r} exists and is not a directory")
-
-    def __repr__(self) -> str:
-        return f"DirectoryCheckpoints({str(self.root)!r})"
-
-    def describe(self) -> str:
-        return f"directory {self.root}"
-
-    def checkpoint_path(self, edge: EdgeKey, epoch: int) -> str:
-        folder = self.root / edge_slug(edge)
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(folder / _unique_name(edge, epoch))
-
-    def store(self, edge: EdgeKey, epoch: int, path: str) -> str:
-        p = written_checkpoint(edge, epoch, path)
-        resolved = p.resolve()
-        try:
-            return str(resolved.relative_to(self.root))
-        except ValueError:
-            # Written elsewhere (a trainer that ignored the path): move it in.
-            dst = Path(self.checkpoint_path(edge, epoch))
-            shutil.move(str(resolved), dst)
-            return str(dst.relative_to(self.root))
-
-    def fetch(self, ref: str) -> str:
-        ext = _external(ref)
-        if ext is not None:
-            return str(ext)
-        path = self.root / ref
-        if not path.exists():
-            raise StorageError(f"checkpoint {ref!r} is missing from {self.describe()}")
-        return str(path)
-
-    def delete(self, ref: str) -> None:
-        if os.path.isabs(ref):
-            return
-        _remove(self.root / ref)
-
-    def sweep(self, edge: EdgeKey, keep: set[str]) -> list[str]:
-        """Delete ``edge``'s checkpoints that no reference in ``keep`` names; return them.
-
-        A worker killed between writing a checkpoint and storing the progress that names it
-        leaves such a file behind; once the transition is finished nothing can need it.
-        """
-        folder = self.root / edge_slug(edge)
-        if not folder.is_dir():
-            return []
-        gone = []
-        for entry in sorted(folder.iterdir()):
-            ref = str(entry.relative_to(self.root))
-            if ref not in keep:
-                _remove(entry)
-                gone.append(ref)
-        return gone
+    return f"{artifact_slug(edge)}-e{epoch:04d}-{uuid.uuid4().hex[:12]}"
 
 
 class ArtifactCheckpoints:
@@ -186,7 +118,7 @@ class ArtifactCheckpoints:
         # usually starts from it.
         cached = self._cached(artifact_id)
         cached.parent.mkdir(parents=True, exist_ok=True)
-        _remove(cached)
+        remove_path(cached)
         os.replace(p, cached)
         return artifact_id
 
@@ -200,7 +132,7 @@ class ArtifactCheckpoints:
             ) from exc
 
     def fetch(self, ref: str) -> str:
-        ext = _external(ref)
+        ext = external_checkpoint(ref)
         if ext is not None:
             return str(ext)
         cached = self._cached(ref)
@@ -238,7 +170,7 @@ class ArtifactCheckpoints:
                     raise
         finally:
             if tmp.exists():
-                _remove(tmp)
+                remove_path(tmp)
         return str(cached)
 
     def delete(self, ref: str) -> None:
@@ -254,7 +186,10 @@ class ArtifactCheckpoints:
             raise StorageError(
                 f"could not delete checkpoint {ref!r} from {self.describe()}: {exc}"
             ) from exc
-        _remove(self._cached(ref))
+        remove_path(self._cached(ref))
+
+    def copy(self, ref: str, edge: EdgeKey, epoch: int) -> str:
+        return copy_checkpoint(self, ref, edge, epoch)
 
     def sweep(self, edge: EdgeKey, keep: set[str]) -> list[str]:
         """Delete ``edge``'s artifacts that ``keep`` does not name (listable stores only).
@@ -265,7 +200,7 @@ class ArtifactCheckpoints:
         """
         if self.folder is None or not self.folder.is_dir():
             return []
-        prefix = f"{edge_slug(edge)}-e"
+        prefix = f"{artifact_slug(edge)}-e"
         gone = []
         for entry in sorted(self.folder.iterdir()):
             if entry.name.startswith(prefix) and entry.name not in keep:
@@ -274,11 +209,148 @@ class ArtifactCheckpoints:
         return gone
 
 
-def copy_into(
-    store: DirectoryCheckpoints | ArtifactCheckpoints, ref: str, edge: EdgeKey, epoch: int
-) -> str:
-    """Keep a copy of checkpoint ``ref`` as ``edge``'s checkpoint of ``epoch``."""
-    src = Path(store.fetch(ref))
-    dst = Path(store.checkpoint_path(edge, epoch))
-    _copy(src, dst)
-    return store.store(edge, epoch, str(dst))
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """Where checkpoints go, as the constructor's arguments name it (at most one is set)."""
+
+    bucket: str | None = None
+    artifact_store: Any = None
+    artifacts_dir: str | None = None
+    directory: str | None = None
+
+    @classmethod
+    def from_arguments(
+        cls,
+        *,
+        checkpoints: str | os.PathLike[str] | Any | None,
+        artifact_store: Any | None,
+        artifacts_dir: str | os.PathLike[str] | None,
+        checkpoint_dir: str | os.PathLike[str] | None,
+    ) -> CheckpointChoice:
+        """Check the arguments (a ``ValueError`` names a bad or doubled one)."""
+        bucket: str | None = None
+        if checkpoints is not None:
+            if isinstance(checkpoints, os.PathLike):
+                checkpoints = os.fspath(checkpoints)
+            if isinstance(checkpoints, str):
+                kind, value = _location(checkpoints)
+                if kind == "bucket":
+                    bucket = value
+                elif checkpoint_dir is None:
+                    checkpoint_dir = value
+                else:
+                    raise ValueError(
+                        "pass at most one of checkpoints, checkpoint_dir; got both "
+                        f"({checkpoints!r}, {checkpoint_dir!r})"
+                    )
+            elif artifact_store is None:
+                artifact_store = checkpoints
+            else:
+                raise ValueError("pass at most one of checkpoints, artifact_store; got both")
+        chosen = [
+            n
+            for n, v in (
+                ("checkpoints (s3:// or gs://)", bucket),
+                ("artifact_store", artifact_store),
+                ("artifacts_dir", artifacts_dir),
+                ("checkpoint_dir", checkpoint_dir),
+            )
+            if v is not None
+        ]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"pass at most one of artifact_store, artifacts_dir, checkpoint_dir; got {chosen}"
+            )
+        return cls(
+            bucket=bucket,
+            artifact_store=artifact_store,
+            artifacts_dir=None if artifacts_dir is None else str(artifacts_dir),
+            directory=None if checkpoint_dir is None else str(checkpoint_dir),
+        )
+
+    def open(self, conn: Connection, *, cache_dir: str | None, study_name: str) -> CheckpointStore:
+        """The checkpoint store chosen (the default one for ``conn`` when none was)."""
+        if self.directory is not None:
+            return DirectoryCheckpoints(self.directory)
+        store = self.artifact_store
+        folder: str | None = None
+        if store is None and self.bucket is not None:
+            store = _bucket_store(self.bucket)
+        if store is None:
+            folder = self.artifacts_dir or _default_artifacts_dir(conn)
+            from optuna.artifacts import FileSystemArtifactStore
+
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            store = FileSystemArtifactStore(folder)
+        if cache_dir is None:
+            key = hashlib.sha1(f"{conn.label}|{study_name}".encode()).hexdigest()[:12]
+            uid = os.getuid() if hasattr(os, "getuid") else 0
+            cache_dir = str(Path(tempfile.gettempdir()) / f"stageplan-optuna-{uid}" / key)
+        return ArtifactCheckpoints(store, cache_dir, folder=folder)
+
+
+def _default_artifacts_dir(conn: Connection) -> str:
+    """Next to the storage's file, a temporary folder for an in-memory one; else refused."""
+    path = conn.file_path()
+    if path is not None:
+        return path + ".artifacts"
+    if conn.in_memory:
+        return tempfile.mkdtemp(prefix="stageplan-artifacts-")
+    from optuna.storages import JournalStorage
+
+    if isinstance(conn.spec, JournalStorage):
+        raise StorageError(
+            f"storage {conn.label}: an Optuna JournalStorage object does not say where its "
+            "journal file is, so its checkpoints have no default place: pass "
+            "OptunaStorage(..., checkpoints='/shared/checkpoints') (or plan(..., "
+            "checkpoints=...)), or give the storage as 'journal:/path/plan.log' (checkpoints "
+            "then go next to the file)"
+        )
+    raise StorageError(
+        f"storage {conn.label} has no checkpoint location: a database server "
+        "cannot hold checkpoints, so name a place every worker can reach: "
+        "plan(..., checkpoints='/shared/checkpoints' or 's3://bucket'), "
+        "--checkpoints on the stageplan/video3d command line, or "
+        "OptunaStorage(..., checkpoints=...)"
+    )
+
+
+def _location(text: str) -> tuple[str, str]:
+    """Classify a ``checkpoints`` string: ``("bucket", url)`` or ``("dir", path)``."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        if not text.strip():
+            raise ValueError("checkpoints must name a directory or a bucket URL, got ''")
+        return "dir", text
+    if scheme == "file":
+        return "dir", rest
+    if scheme in ("s3", "gs"):
+        bucket = rest.strip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(
+                f"checkpoints {text!r}: expected {scheme}://<bucket> (a bucket of its own; "
+                "Optuna's artifact stores take no key prefix)"
+            )
+        return "bucket", f"{scheme}://{bucket}"
+    raise ValueError(
+        f"checkpoints {text!r}: expected a directory path, file://<dir>, s3://<bucket> or "
+        "gs://<bucket>"
+    )
+
+
+def _bucket_store(url: str) -> Any:
+    """Optuna's artifact store for an ``s3://`` or ``gs://`` bucket."""
+    scheme, _, bucket = url.partition("://")
+    try:
+        if scheme == "s3":
+            from optuna.artifacts import Boto3ArtifactStore
+
+            return Boto3ArtifactStore(bucket)
+        from optuna.artifacts import GCSArtifactStore
+
+        return GCSArtifactStore(bucket)
+    except ImportError as exc:
+        package = "boto3" if scheme == "s3" else "google-cloud-storage"
+        raise StorageError(
+            f"checkpoints {url!r} need the {package} package (pip install {package}): {exc}"
+        ) from exc

@@ -1,4 +1,8 @@
-"""Opening the Optuna storage a URL names: journal files and SQLAlchemy databases.
+"""Connecting to the Optuna storage a plan lives in, in every process that uses it.
+
+:class:`Connection` holds what the user passed (a URL or an Optuna storage object) and opens
+it once per process, again after a fork. :func:`open_storage` opens a URL: a journal file or
+a SQLAlchemy database.
 
 Optuna's ``RDBStorage`` creates its schema (tables, and on PostgreSQL enum types such as
 ``studydirection``) the first time it connects to a database. Several processes doing that
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import pickle
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +34,7 @@ from stageplan.storage import StorageError
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-__all__ = ["forget_inherited", "journal_path", "mask", "open_storage"]
+__all__ = ["Connection", "forget_inherited", "journal_path", "mask", "open_storage"]
 
 #: Advisory-lock key shared by every stageplan process on a PostgreSQL server ("stgpln").
 SCHEMA_LOCK_KEY = 0x737467706C6E
@@ -187,9 +192,102 @@ def _retry_schema_race(step: Callable[[], T]) -> T:
 
 
 def forget_inherited(storage: Any) -> None:
-    """Let go of a storage inherited through fork without touching the parent's connections."""
-    for obj in (storage, getattr(storage, "_backend", None)):
-        engine = getattr(obj, "engine", None)
-        if engine is not None:
-            with contextlib.suppress(Exception):  # best effort
-                engine.dispose(close=False)
+    """Let go of a storage inherited through fork without touching the parent's connections.
+
+    An ``RDBStorage``'s pooled connections share their sockets with the parent process: the
+    engine is replaced without closing them (``dispose(close=False)``). Journal storages hold
+    no connection.
+    """
+    engine = getattr(storage, "engine", None)  # RDBStorage.engine (public)
+    if engine is not None:
+        with contextlib.suppress(Exception):  # best effort
+            engine.dispose(close=False)
+
+
+class Connection:
+    """This process's connection to the Optuna storage a plan lives in.
+
+    ``spec`` is a storage URL (opened here, see :func:`open_storage`) or an Optuna storage
+    object. After a fork the inherited connection is let go and a new one is made: a URL is
+    opened again, an object is copied through pickle (a new engine for ``RDBStorage``, a new
+    worker identity for ``JournalStorage``); an ``InMemoryStorage`` cannot be shared and is
+    refused. Pickling a connection drops the open storage.
+    """
+
+    def __init__(self, spec: str | BaseStorage, *, lock_grace: int) -> None:
+        self.spec = spec
+        self._lock_grace = lock_grace
+        self._origin_pid = os.getpid()
+        self._pid: int | None = None
+        self._storage: BaseStorage | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_storage"] = None
+        state["_pid"] = None
+        return state
+
+    @property
+    def label(self) -> str:
+        """The storage as a string safe to print (passwords masked)."""
+        url = self.spec if isinstance(self.spec, str) else getattr(self.spec, "url", None)
+        if isinstance(url, str):  # RDBStorage.url is public
+            return mask(url)
+        return type(self.spec).__name__
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the storage lives in this process only (in-memory Optuna or SQLite)."""
+        from optuna.storages import InMemoryStorage
+
+        url = self.spec if isinstance(self.spec, str) else getattr(self.spec, "url", "")
+        return isinstance(self.spec, InMemoryStorage) or ":memory:" in str(url)
+
+    @property
+    def process_safe(self) -> bool:
+        """False for an ``InMemoryStorage``: worker processes cannot share it."""
+        from optuna.storages import InMemoryStorage
+
+        return not isinstance(self.spec, InMemoryStorage)
+
+    def file_path(self) -> str | None:
+        """The file of a ``journal:`` or ``sqlite:///`` storage; ``None`` for anything else.
+
+        Read from the URL this connection was made from (or an ``RDBStorage``'s public
+        ``url``). A ``JournalStorage`` object does not say where its file is: ``None``.
+        """
+        url = self.spec if isinstance(self.spec, str) else getattr(self.spec, "url", None)
+        if not isinstance(url, str):
+            return None
+        if url.startswith("journal:"):
+            return journal_path(url)
+        if url.startswith("sqlite:///") and ":memory:" not in url and len(url) > 10:
+            return url[len("sqlite:///") :]
+        return None
+
+    def storage(self) -> BaseStorage:
+        """The Optuna storage, opened for this process (again after a fork)."""
+        pid = os.getpid()
+        if self._storage is None or self._pid != pid:
+            inherited, self._storage = self._storage, None
+            if inherited is not None:
+                forget_inherited(inherited)
+            self._storage = self._open(pid)
+            self._pid = pid
+        return self._storage
+
+    def _open(self, pid: int) -> BaseStorage:
+        spec = self.spec
+        if isinstance(spec, str):
+            return open_storage(spec, self._lock_grace)
+        if pid == self._origin_pid:
+            return spec
+        from optuna.storages import InMemoryStorage
+
+        if isinstance(spec, InMemoryStorage):
+            raise StorageError(
+                "an Optuna InMemoryStorage cannot be shared with worker processes: use "
+                "plan(..., workers=1), or a 'journal:/path/plan.log' or database storage"
+            )
+        copy: BaseStorage = pickle.loads(pickle.dumps(spec))
+        return copy

@@ -16,10 +16,11 @@ Publishing again replaces all three (a trial no longer chosen gets its note clea
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from stageplan.integrations.optuna._storage import ATTR_PREFIX, OptunaStorage
+from stageplan.integrations.optuna._encoding import ATTR_PREFIX, T_SOURCE, T_TARGET
+from stageplan.integrations.optuna._storage import OptunaStorage
 
 from stageplan import Plan
 
@@ -27,8 +28,6 @@ __all__ = ["PLAN_ATTR", "plan_note", "publish_plan"]
 
 #: The study user attribute that holds the published plan.
 PLAN_ATTR = ATTR_PREFIX + "plan"
-_SOURCE = ATTR_PREFIX + "source"
-_TARGET = ATTR_PREFIX + "target"
 
 
 def _fmt(value: float | None) -> str:
@@ -116,14 +115,33 @@ def _trial_note(plan: Plan, index: int) -> str:
     )
 
 
-def _load_study(storage: Any, study_name: str) -> Any:
+def _load_study(storage: Any, study_name: str) -> tuple[Any, Callable[[Any], int]]:
+    """The plan's study, and how to find the storage id of one of its trials."""
     import optuna
 
     if isinstance(storage, optuna.Study):
-        return storage
-    if isinstance(storage, OptunaStorage):
-        return storage.load_study()
-    return OptunaStorage(storage, study_name=study_name).load_study()
+        return storage, _trial_id_in_study
+    if not isinstance(storage, OptunaStorage):
+        storage = OptunaStorage(storage, study_name=study_name)
+    return storage.load_study(), storage._trial_id
+
+
+def _trial_id_in_study(trial: Any) -> int:
+    """The storage id of a trial read from an ``optuna.Study`` passed to :func:`publish_plan`.
+
+    Optuna has no public accessor for it (checked on Optuna 5.0.0: ``FrozenTrial._trial_id``;
+    a ``Study`` does not expose its storage or study id either). A plan's storage (URL,
+    :class:`OptunaStorage`, Optuna storage object) needs none of this: it looks the id up
+    through ``BaseStorage.get_trial_id_from_study_id_trial_number``. Should a release rename
+    the attribute, the ``TypeError`` below says to pass the storage instead.
+    """
+    trial_id = getattr(trial, "_trial_id", None)
+    if not isinstance(trial_id, int):
+        raise TypeError(
+            "publish_plan cannot address the trials of this optuna.Study (this Optuna release "
+            "hides their ids): pass the plan's storage instead (its URL or OptunaStorage)"
+        )
+    return trial_id
 
 
 def publish_plan(
@@ -160,10 +178,10 @@ def publish_plan(
 
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
-    study = _load_study(storage, study_name)
+    study, trial_id = _load_study(storage, study_name)
     trials: dict[tuple[str, str], Any] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        key = (t.user_attrs.get(_SOURCE), t.user_attrs.get(_TARGET))
+        key = (t.user_attrs.get(T_SOURCE), t.user_attrs.get(T_TARGET))
         if isinstance(key[0], str) and isinstance(key[1], str):
             trials[key] = t
     numbers = {key: t.number for key, t in trials.items()}
@@ -191,9 +209,9 @@ def publish_plan(
     by_number = {t.number: t for t in trials.values()}
     for number in before - now - {None}:
         if number in by_number:  # no longer chosen: clear our note
-            save_note(optuna.trial.Trial(study, by_number[number]._trial_id), "")
+            save_note(optuna.trial.Trial(study, trial_id(by_number[number])), "")
     for index, frozen in chosen:
-        save_note(optuna.trial.Trial(study, frozen._trial_id), _trial_note(plan, index))
+        save_note(optuna.trial.Trial(study, trial_id(frozen)), _trial_note(plan, index))
     save_note(study, plan_note(plan, numbers))
     study.set_user_attr(PLAN_ATTR, info)
     return info

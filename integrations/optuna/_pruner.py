@@ -163,13 +163,24 @@ class KneePruner(BasePruner):
         return decision.stop
 
 
-def _frozen(study: optuna.Study, trial: Any) -> FrozenTrial:
+def frozen_trial(study: optuna.Study, trial: Any) -> FrozenTrial:
+    """``trial`` as a ``FrozenTrial``: itself, or a live ``optuna.Trial``'s current state.
+
+    A live trial is looked up in ``study.get_trials`` by its public ``number`` (Optuna has no
+    public call that freezes a live trial).
+    """
     if isinstance(trial, FrozenTrial):
         return trial
-    trial_id = getattr(trial, "_trial_id", None)
-    if not isinstance(trial_id, int):
+    if not isinstance(trial, optuna.trial.Trial):
         raise TypeError(f"trial must be an optuna Trial or FrozenTrial, got {trial!r}")
-    return study._storage.get_trial(trial_id)
+    number = trial.number
+    trials = study.get_trials(deepcopy=False)
+    if number < len(trials) and trials[number].number == number:
+        return trials[number]  # numbers count up from 0 within a study
+    for t in trials:
+        if t.number == number:
+            return t
+    raise ValueError(f"trial {number} is not a trial of study {study.study_name!r}")
 
 
 def knee_value(
@@ -186,7 +197,7 @@ def knee_value(
         trial: An ``optuna.Trial`` (inside an objective) or a ``FrozenTrial``.
         pruner: The pruner whose rule picks the knee.
     """
-    frozen = _frozen(study, trial)
+    frozen = frozen_trial(study, trial)
     if pruner is None:
         pruner = study.pruner if isinstance(study.pruner, KneePruner) else KneePruner()
     values = curve_of(frozen)

@@ -47,6 +47,7 @@ import pytest
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+from stageplan.integrations.optuna._pruner import frozen_trial
 
 __all__ = [
     "N_STEPS",
@@ -189,7 +190,7 @@ class PrunerContract:
     ) -> None:
         study = study_for(pruner, direction)
         trial = study.ask()
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = frozen_trial(study, trial)
         assert frozen.intermediate_values == {}
         assert pruner.prune(study, frozen) is False
         assert trial.should_prune() is False
@@ -268,7 +269,7 @@ class PrunerContract:
             trial.report(value, step)
             if step % 3 != 2:
                 continue  # every third step is enough
-            frozen = study._storage.get_trial(trial._trial_id)
+            frozen = frozen_trial(study, trial)
             first = pruner.prune(study, frozen)
             again = [pruner.prune(study, frozen) for _ in range(3)]
             others = [twin.prune(study, frozen) for twin in twins]

@@ -18,9 +18,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from stageplan.integrations.optuna import OptunaStorage
-from stageplan.integrations.optuna._storage import T_OWNER, T_RECORD, _record_attrs, chain_head
+from stageplan.integrations.optuna._chain import chain_head
+from stageplan.integrations.optuna._encoding import T_OWNER, T_RECORD, record_attrs
 
 from stageplan import (
+    ClaimLostError,
     KneeRule,
     LocalStorage,
     Progress,
@@ -216,7 +218,7 @@ def test_bad_storage_urls(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="study_name"):
         OptunaStorage("sqlite:///x.db", study_name="")
     with pytest.raises(StorageError, match="no checkpoint location.*checkpoints="):
-        OptunaStorage("postgresql://u:p@127.0.0.1:1/x").checkpoint_path(EDGE, 1)
+        OptunaStorage("postgresql://u:p@127.0.0.1:1/x").checkpoints.checkpoint_path(EDGE, 1)
 
 
 def test_resolve_storage_routes_to_the_adapter(tmp_path: Path) -> None:
@@ -268,9 +270,9 @@ def test_claim_is_exclusive(tmp_path: Path) -> None:
 
 
 def _checkpoint(store: OptunaStorage, epoch: int) -> str:
-    path = store.checkpoint_path(EDGE, epoch)
+    path = store.checkpoints.checkpoint_path(EDGE, epoch)
     Path(path).write_text(f"epoch {epoch}")
-    return store.store_checkpoint(EDGE, epoch, path)
+    return store.checkpoints.store(EDGE, epoch, path)
 
 
 def test_stale_claim_is_taken_over_and_resumed(tmp_path: Path) -> None:
@@ -278,9 +280,9 @@ def test_stale_claim_is_taken_over_and_resumed(tmp_path: Path) -> None:
     a._check_local_pids = b._check_local_pids = False
     assert a.claim(EDGE, worker="a", stale_after=60) is not None
     refs = {e: _checkpoint(a, e) for e in (1, 2, 3)}
-    a.delete_checkpoint(refs[1])  # not named in stored progress yet: deleted at once
+    a.checkpoints.delete(refs[1])  # not named in stored progress yet: deleted at once
     with pytest.raises(StorageError, match="missing"):
-        a.fetch_checkpoint(refs[1])
+        a.checkpoints.fetch(refs[1])
     progress = Progress(values=[0.0, 0.1, 0.2, 0.3, 0.35], checkpoints={2: refs[2], 3: refs[3]})
     a.save_progress(EDGE, progress, worker="a")
     assert b.claim(EDGE, worker="b", stale_after=60) is None  # fresh heartbeat
@@ -293,12 +295,13 @@ def test_stale_claim_is_taken_over_and_resumed(tmp_path: Path) -> None:
     assert old.state == TrialState.FAIL and old.user_attrs["stageplan:taken_over_by"]
     assert new.state == TrialState.RUNNING and new.user_attrs["stageplan:takes_over"] == old.number
     assert new.intermediate_values == {0: 0.0, 1: 0.1, 2: 0.2, 3: 0.3}  # up to the last kept
-    # The slow worker learns it lost the transition and leaves the taker's checkpoints alone.
+    # The slow worker learns it lost the transition; its planner then deletes nothing
+    # (stageplan._run), so the taker's checkpoints stay.
     with pytest.raises(StorageError, match="taken over by another worker"):
         a.save_progress(EDGE, Progress(values=[0.0] * 6), worker="a")
-    a.delete_checkpoint(refs[3])
-    assert Path(b.fetch_checkpoint(refs[3])).read_text() == "epoch 3"
-    a.finish(_record([0.0, 0.9]), worker="a")  # dropped: not its transition any more
+    assert Path(b.checkpoints.fetch(refs[3])).read_text() == "epoch 3"
+    with pytest.raises(ClaimLostError, match="dropped"):
+        a.finish(_record([0.0, 0.9]), worker="a")  # dropped: not its transition any more
     assert a.records() == {}
     b.save_progress(EDGE, Progress(values=[0.0, 0.1, 0.2, 0.3, 0.4]), worker="b")
     b.finish(_record([0.0, 0.1, 0.2, 0.3, 0.4]), worker="b")
@@ -327,9 +330,9 @@ def test_record_stored_just_before_a_crash_is_kept(tmp_path: Path) -> None:
     a._check_local_pids = b._check_local_pids = False
     a.claim(EDGE, worker="a", stale_after=60)
     rec = _record([0.0, 0.7])
-    backend = a._backend()
-    for key, val in _record_attrs(rec).items():  # what finish() writes before the state
-        backend.set_trial_user_attr(a._claims[EDGE].trial_id, key, val)
+    trials = a._plan_trials()
+    for key, val in record_attrs(rec).items():  # what finish() writes before the state
+        trials.backend.set_trial_user_attr(trials.claims[EDGE].trial_id, key, val)
     time.sleep(0.2)
     assert b.claim(EDGE, worker="b", stale_after=0.1) is None
     assert b.records()[EDGE] == rec
@@ -353,14 +356,14 @@ def test_checkpoints_round_trip(mode: str, as_dir: bool, tmp_path: Path) -> None
         else {"checkpoint_dir": tmp_path / "ckpt"}
     )
     store = OptunaStorage(_url("journal", tmp_path), cache_dir=tmp_path / "cache", **kw)
-    path = Path(store.checkpoint_path(EDGE, 4))
+    path = Path(store.checkpoints.checkpoint_path(EDGE, 4))
     if as_dir:
         (path / "sub").mkdir(parents=True)
         (path / "sub" / "weights.bin").write_bytes(b"\x00\x01" * 10)
         (path / "meta.json").write_text("{}")
     else:
         path.write_bytes(b"weights")
-    ref = store.store_checkpoint(EDGE, 4, str(path))
+    ref = store.checkpoints.store(EDGE, 4, str(path))
     if mode == "artifacts":
         assert ref.endswith(".tar") == as_dir
         assert (tmp_path / "art" / ref).is_file()
@@ -369,29 +372,28 @@ def test_checkpoints_round_trip(mode: str, as_dir: bool, tmp_path: Path) -> None
         )
     else:
         other = OptunaStorage(_url("journal", tmp_path), checkpoint_dir=tmp_path / "ckpt")
-    got = Path(other.fetch_checkpoint(ref))  # a fresh machine: downloads into its cache
+    got = Path(other.checkpoints.fetch(ref))  # a fresh machine: downloads into its cache
     if as_dir:
         assert (got / "sub" / "weights.bin").read_bytes() == b"\x00\x01" * 10
         assert (got / "meta.json").read_text() == "{}"
     else:
         assert got.read_bytes() == b"weights"
-    copy = other.copy_checkpoint(ref, ("a", "b"), 0)
-    assert copy != ref and Path(other.fetch_checkpoint(copy)).exists()
-    store.delete_checkpoint(ref)
-    store.delete_checkpoint(ref)  # idempotent
+    copy = other.checkpoints.copy(ref, ("a", "b"), 0)
+    assert copy != ref and Path(other.checkpoints.fetch(copy)).exists()
+    store.checkpoints.delete(ref)
+    store.checkpoints.delete(ref)  # idempotent
+    fresh = OptunaStorage(_url("journal", tmp_path), cache_dir=tmp_path / "c3", **kw)
     with pytest.raises(StorageError, match="missing"):
-        OptunaStorage(_url("journal", tmp_path), cache_dir=tmp_path / "c3", **kw).fetch_checkpoint(
-            ref
-        )
+        fresh.checkpoints.fetch(ref)
     with pytest.raises(StorageError, match="wrote nothing"):
-        store.store_checkpoint(EDGE, 5, str(tmp_path / "never-written"))
+        store.checkpoints.store(EDGE, 5, str(tmp_path / "never-written"))
 
 
 def test_default_artifacts_live_next_to_the_file(tmp_path: Path) -> None:
     store = OptunaStorage(_url("journal", tmp_path))
-    path = store.checkpoint_path(EDGE, 1)
+    path = store.checkpoints.checkpoint_path(EDGE, 1)
     Path(path).write_text("x")
-    ref = store.store_checkpoint(EDGE, 1, path)
+    ref = store.checkpoints.store(EDGE, 1, path)
     assert (tmp_path / "plan.log.artifacts" / ref).is_file()
 
 
@@ -558,15 +560,16 @@ def test_a_finished_transition_leaves_no_orphaned_checkpoint(tmp_path: Path) -> 
     store.open(_tiny_graph().to_dict(), {"mode": "max", "rule": None})
     edge = (_tiny_graph().edges[0][0].name, _tiny_graph().edges[0][1].name)
     assert store.claim(edge, worker="w", stale_after=60) is not None
-    orphan = store.checkpoint_path(edge, 3)
+    orphan = store.checkpoints.checkpoint_path(edge, 3)
     Path(orphan).write_text("never named in any stored progress")
-    kept_path = store.checkpoint_path(edge, 2)
+    kept_path = store.checkpoints.checkpoint_path(edge, 2)
     Path(kept_path).write_text("kept")
-    ref = store.store_checkpoint(edge, 2, kept_path)
+    ref = store.checkpoints.store(edge, 2, kept_path)
     record = TransitionRecord(
         source=edge[0], target=edge[1], status="complete", values=[0.0, 1.0, 2.0],
         knee_epoch=2, checkpoint_epoch=2, value=2.0, checkpoint=ref,
     )  # fmt: skip
     store.finish(record, worker="w")
+    store.checkpoints.sweep(edge, {ref})  # what the planner does once finish() succeeded
     assert not Path(orphan).exists()
-    assert Path(store.fetch_checkpoint(ref)).read_text() == "kept"
+    assert Path(store.checkpoints.fetch(ref)).read_text() == "kept"

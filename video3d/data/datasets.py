@@ -328,7 +328,7 @@ class VideoClipDataset(Dataset[Any]):
         )
 
     def _train_clip(self, entry: VideoEntry, rng: np.random.Generator) -> torch.Tensor:
-        with self._open(entry) as reader:
+        with self.source.open(entry) as reader:
             indices = self.sampler.train_clip(reader.num_frames, rng)
             transform = self.transform
             if isinstance(transform, TrainTransform):
@@ -339,7 +339,7 @@ class VideoClipDataset(Dataset[Any]):
 
     # ------------------------------------------------------------------ evaluation
     def _eval_views(self, entry: VideoEntry, clip: int) -> torch.Tensor:
-        with self._open(entry) as reader:
+        with self.source.open(entry) as reader:
             indices = self.sampler.test_clips(reader.num_frames, self.num_clips)[clip]
             transform = self.transform
             if isinstance(transform, EvalTransform):
@@ -352,9 +352,6 @@ class VideoClipDataset(Dataset[Any]):
                 views = transform(reader.read(indices))
                 return views
             return transform(reader.read(indices))
-
-    def _open(self, entry: VideoEntry) -> contextlib.AbstractContextManager[FrameReader]:
-        return self.source.open(entry)
 
     @property
     def readers(self) -> FrameSource:

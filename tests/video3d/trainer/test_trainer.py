@@ -98,6 +98,40 @@ def test_evaluate_and_final_protocol(trainer: VideoTrainer) -> None:
     assert test["videos"] == len(trainer.data.test) and 0 <= test["top1"] <= test["top5"] == 1
 
 
+def test_final_protocol_averages_every_view_of_each_video(
+    trainer: VideoTrainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final protocol's per-video scores, recomputed item by item: the mean of the
+    logits of every clip and crop of a video."""
+    from video3d.trainer import _trainer, make_dataset
+
+    seen: list[torch.Tensor] = []
+
+    def keep_scores(scores: torch.Tensor, labels: torch.Tensor, ks: Any) -> list[float]:
+        seen.append(scores.detach().clone())
+        return topk_correct(scores, labels, ks)
+
+    monkeypatch.setattr(_trainer, "topk_correct", keep_scores)
+    torch.manual_seed(3)
+    model = trainer.new_model()
+    model.eval()
+    videos = trainer.data.test
+    data = make_dataset(videos, trainer.config, mode="test", sampling="uniform",
+                        clip_length=4, cache=trainer.data.cache)
+    views: dict[int, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for i in range(len(data)):
+            crops, _, video = data[i]
+            views.setdefault(video, []).append(model(crops).double().mean(dim=0))
+    assert len(views) == len(videos) and len(views[0]) == trainer.config.test_clips
+    want = torch.stack([torch.stack(views[v]).mean(dim=0) for v in range(len(videos))])
+    result = trainer.final_evaluate(model, "uniform", 4)
+    (scores,) = seen
+    assert torch.allclose(scores.cpu(), want, atol=1e-5)
+    assert not torch.allclose(want[0], want[1], atol=1e-5)  # the videos' scores differ
+    assert result["videos"] == len(videos)
+
+
 def test_frozen_bn_follows_the_clip_length(trainer: VideoTrainer) -> None:
     model = trainer.new_model()
     trainer.set_bn_mode(model, 8)  # tiny preset: frozen at 8 frames

@@ -33,6 +33,7 @@ from stageplan import (
     plan,
     resolve_storage,
 )
+from stageplan.storage import CheckpointStore, DirectoryCheckpoints, PlanStorage
 
 sys.path.insert(0, str(Path(__file__).parent))
 import plan_worker  # noqa: E402
@@ -573,3 +574,76 @@ def test_a_finished_transition_leaves_no_orphaned_checkpoint(tmp_path: Path) -> 
     store.checkpoints.sweep(edge, {ref})  # what the planner does once finish() succeeded
     assert not Path(orphan).exists()
     assert Path(store.checkpoints.fetch(ref)).read_text() == "kept"
+
+
+def test_both_checkpoint_stores_implement_the_protocol(tmp_path: Path) -> None:
+    url = _url("journal", tmp_path)
+    by_dir = OptunaStorage(url, checkpoint_dir=tmp_path / "ckpt")
+    by_artifacts = OptunaStorage(url, cache_dir=tmp_path / "cache")
+    assert isinstance(by_dir, PlanStorage) and isinstance(by_artifacts, PlanStorage)
+    assert type(by_dir.checkpoints) is DirectoryCheckpoints  # the core store, not a twin
+    assert isinstance(by_artifacts.checkpoints, CheckpointStore)
+    for store in (by_dir, by_artifacts):
+        ref = _checkpoint(store, 2)
+        copy = store.checkpoints.copy(ref, EDGE, 3)
+        assert Path(store.checkpoints.fetch(copy)).read_text() == "epoch 2"
+        assert store.checkpoints.sweep(EDGE, keep={copy}) == [ref]
+        with pytest.raises(StorageError, match="missing"):
+            store.checkpoints.fetch(ref)
+        assert Path(store.checkpoints.fetch(copy)).read_text() == "epoch 2"
+
+
+def test_a_journal_storage_object_needs_a_checkpoint_location(tmp_path: Path) -> None:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(str(tmp_path / "plan.log")))
+    calls: list[Any] = []
+    with pytest.raises(StorageError, match="JournalStorage object.*checkpoints=") as err:
+        plan(_tiny_graph(), calls.append, storage=journal, progress=False)
+    assert calls == [] and "journal:/path/plan.log" in str(err.value)
+    p = plan(
+        _tiny_graph(), _rising, storage=journal, checkpoints=tmp_path / "ckpt", progress=False
+    )
+    assert p.final_checkpoint and (tmp_path / "ckpt" / p.final_checkpoint).is_file()
+
+
+def test_finish_after_a_take_over_raises_and_keeps_the_takers_checkpoints(
+    tmp_path: Path,
+) -> None:
+    a, b = _pair(tmp_path)
+    a._check_local_pids = b._check_local_pids = False
+    a.claim(EDGE, worker="a", stale_after=60)
+    ref = _checkpoint(a, 2)
+    a.save_progress(EDGE, Progress(values=[0.0, 0.1, 0.2], checkpoints={2: ref}), worker="a")
+    time.sleep(0.3)
+    assert b.claim(EDGE, worker="b", stale_after=0.2) is not None  # a looks dead
+    with pytest.raises(ClaimLostError, match="after another worker took it over"):
+        a.finish(_record([0.0, 0.1, 0.2], checkpoint=ref), worker="a")
+    assert a.records() == {} and b.records() == {}
+    assert Path(b.checkpoints.fetch(ref)).read_text() == "epoch 2"  # b resumes from it
+    failed, running = _trials_of_edge(b)
+    assert failed.state == TrialState.FAIL and T_RECORD not in failed.user_attrs
+    assert running.state == TrialState.RUNNING
+    with pytest.raises(StorageError, match="not claimed by this process"):
+        a.save_progress(EDGE, Progress(values=[0.0]), worker="a")
+
+
+def test_a_forked_worker_starts_with_no_claims(tmp_path: Path) -> None:
+    a, _ = _pair(tmp_path)
+    assert a.claim(EDGE, worker="parent", stale_after=60) is not None
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+
+    def child() -> None:
+        try:
+            a.save_progress(EDGE, Progress(values=[0.0]), worker="parent")
+            queue.put("saved")
+        except StorageError as exc:
+            queue.put(str(exc))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join()
+    assert "not claimed by this process" in queue.get()
+    a.save_progress(EDGE, Progress(values=[0.0, 0.5]), worker="parent")  # still the parent's

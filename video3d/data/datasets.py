@@ -13,7 +13,10 @@
   serves clips from its frames (small datasets).
 
 Sampling, seeding, the short-video policy, transforms and the handling of unreadable videos
-are the dataset's, the same for every source: the source only opens a reader for an entry.
+are the dataset's, the same for every source: the source only opens a reader for an entry. So
+both sources give the same frames, crops and flips for the same ``(seed, epoch, index)``; where
+a crop is resized, the PyAV reader resizes it with libswscale before the colour conversion and
+the cache with torch on RGB frames, so pixel values may differ by a few levels.
 
 Modes:
 

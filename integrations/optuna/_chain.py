@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
 
-__all__ = ["Claim", "PlanTrials", "chain_head", "stale"]
+__all__ = ["Claim", "PlanTrials", "chain", "chain_head", "stale"]
 
 _log = logging.getLogger("stageplan.integrations.optuna")
 
@@ -56,28 +56,32 @@ SUCCESSOR_GRACE_S = 30.0
 """Seconds a take-over's successor trial may take to appear before another worker makes it."""
 
 
-def chain_head(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The trial that currently stands for a transition.
+def chain(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """A transition's chain of trials, first to last (empty for a transition with no trial).
 
     When several trials claim the same place (two workers raced to create it), the
-    lowest-numbered one counts and the others are ignored. Returns ``None`` for a transition
-    with no trial yet.
+    lowest-numbered one counts; the others, and any trial continuing them, are strays that
+    never join the chain (trials are never removed, so a place once taken stays taken).
     """
     child: dict[int, FrozenTrial] = {}
     for t in sorted(trials, key=lambda t: t.number):
         pred = t.user_attrs.get(T_TAKES_OVER)
         key = -1 if pred is None else int(pred)
         child.setdefault(key, t)
-    head = child.get(-1)
-    if head is None:
-        return None
-    seen = {head.number}
-    while head.number in child:
-        head = child[head.number]
-        if head.number in seen:  # a corrupt cycle; stop rather than loop forever
-            break
-        seen.add(head.number)
-    return head
+    out: list[FrozenTrial] = []
+    seen: set[int] = set()
+    t = child.get(-1)
+    while t is not None and t.number not in seen:  # a corrupt cycle stops, not loops
+        out.append(t)
+        seen.add(t.number)
+        t = child.get(t.number)
+    return out
+
+
+def chain_head(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The trial that currently stands for a transition: the last of its :func:`chain`."""
+    links = chain(trials)
+    return links[-1] if links else None
 
 
 def stale(trial: FrozenTrial, stale_after: float, *, check_local_pid: bool) -> bool:
@@ -220,7 +224,10 @@ class PlanTrials:
                 f"transition {edge_label(edge)} is already claimed by this process ({worker})"
             )
         for _ in range(6):
-            head = chain_head(self.edge_trials(edge))
+            trials = self.edge_trials(edge)
+            links = chain(trials)
+            self._close_strays(trials, links, stale_after, check_local_pid=check_local_pid)
+            head = links[-1] if links else None
             if head is None:
                 self.create(edge, takes_over=None)
                 continue
@@ -301,6 +308,33 @@ class PlanTrials:
         _log.info("transition %s: released by %s (interrupted)", edge_label(edge), worker)
 
     # -- take-overs and recovery ----------------------------------------------------------
+    def _close_strays(
+        self,
+        trials: list[FrozenTrial],
+        links: list[FrozenTrial],
+        stale_after: float,
+        *,
+        check_local_pid: bool,
+    ) -> None:
+        """Fail the open trials that lost their place in the chain (see :func:`chain`).
+
+        Workers racing to make a trial (a successor whose taker died, say) leave such
+        ``WAITING`` duplicates; a worker killed right after winning one leaves it ``RUNNING``.
+        They can never run, so they are marked superseded and failed (a live worker's own
+        ``RUNNING`` stray is left to that worker, which fails it itself).
+        """
+        from optuna.trial import TrialState
+
+        on_chain = {t.number for t in links}
+        for t in trials:
+            if t.number in on_chain or t.state.is_finished():
+                continue
+            if t.state == TrialState.RUNNING and not stale(
+                t, stale_after, check_local_pid=check_local_pid
+            ):
+                continue
+            self._supersede(self.trial_id(t))
+
     def _supersede(self, trial_id: int) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState

@@ -213,6 +213,10 @@ class OptunaStorage:
             )
         return self._trials
 
+    def _backend(self) -> BaseStorage:
+        """This process's Optuna storage (test and soak harnesses reach into it)."""
+        return self._conn.storage()
+
     def _trial_id(self, trial: FrozenTrial) -> int:
         """The storage id of one of the plan study's trials (``optuna.trial.Trial`` takes it)."""
         return self._plan_trials().trial_id(trial)

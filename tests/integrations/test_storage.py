@@ -647,3 +647,20 @@ def test_a_forked_worker_starts_with_no_claims(tmp_path: Path) -> None:
     proc.join()
     assert "not claimed by this process" in queue.get()
     a.save_progress(EDGE, Progress(values=[0.0, 0.5]), worker="parent")  # still the parent's
+
+
+def test_trials_that_lost_their_place_are_closed(tmp_path: Path) -> None:
+    """Workers racing to make a transition's next trial leave duplicates: none stays open."""
+    a, b = _pair(tmp_path)
+    (first,) = _trials_of_edge(a)
+    a._plan_trials().create(EDGE, takes_over=None)  # a second first trial: lost the race
+    assert a.claim(EDGE, worker="a", stale_after=60) == Progress()
+    by_number = {t.number: t for t in _trials_of_edge(a)}
+    assert by_number.pop(first.number).state == TrialState.RUNNING
+    (dup,) = by_number.values()
+    assert dup.state == TrialState.FAIL and dup.user_attrs["stageplan:superseded"] is True
+    a.finish(_record([0.0, 0.5]), worker="a")
+    b._plan_trials().create(EDGE, takes_over=None)  # another one, made after the finish
+    assert b.claim(EDGE, worker="b", stale_after=60) is None  # finished
+    states = sorted(t.state.name for t in _trials_of_edge(b))
+    assert states == ["COMPLETE", "FAIL", "FAIL"] and b.records()[EDGE].value == 0.5

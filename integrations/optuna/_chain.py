@@ -171,10 +171,12 @@ class PlanTrials:
             )
         return self._ids[number]
 
+    def study_trials(self) -> list[FrozenTrial]:
+        return self.backend.get_all_trials(self.sid(), deepcopy=False)
+
     def edge_trials(self, edge: EdgeKey) -> list[FrozenTrial]:
         label = edge_label(edge)
-        trials = self.backend.get_all_trials(self.sid(), deepcopy=False)
-        return [t for t in trials if t.user_attrs.get(T_EDGE) == label]
+        return [t for t in self.study_trials() if t.user_attrs.get(T_EDGE) == label]
 
     def create(
         self,
@@ -198,7 +200,7 @@ class PlanTrials:
 
     def records(self) -> dict[EdgeKey, TransitionRecord]:
         grouped: dict[str, list[FrozenTrial]] = {}
-        for t in self.backend.get_all_trials(self.sid(), deepcopy=False):
+        for t in self.study_trials():
             label = t.user_attrs.get(T_EDGE)
             if isinstance(label, str):
                 grouped.setdefault(label, []).append(t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,14 @@ from stageplan.integrations.optuna._encoding import (
     jsonable,
 )
 
-from stageplan.storage import StorageError, check_header
+from stageplan.storage import StorageError, StorageMismatchError, check_header
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 __all__ = ["open_study"]
+
+_log = logging.getLogger("stageplan.integrations.optuna")
 
 HEADER_WAIT_S = 15.0
 """Seconds a worker waits for another process to finish making the study's header."""
@@ -41,11 +44,13 @@ def open_study(
     """Make the plan study, or check the one there; return its id.
 
     A new study gets the graph, settings and format version, then ``populate(study_id)``
-    (which enqueues one trial per transition), then the format marker: other workers wait for
-    the marker, so none of them sees a study whose first trials are still being enqueued.
-    An existing study must be a stageplan study for the same graph and settings
-    (:class:`~stageplan.StorageMismatchError` names the difference). ``where`` names the study
-    in messages.
+    (which enqueues a trial for every transition that has none), then the format marker:
+    other workers wait for the marker, so none of them sees a study whose first trials are
+    still being enqueued. A study whose maker died before the marker (only stageplan
+    attributes and trials, no marker after :data:`HEADER_WAIT_S`) is completed by the next
+    worker that opens it. An existing study must be a stageplan study for the same graph and
+    settings (:class:`~stageplan.StorageMismatchError` names the difference). ``where`` names
+    the study in messages.
     """
     from optuna.exceptions import DuplicatedStudyError
     from optuna.study import StudyDirection
@@ -57,13 +62,22 @@ def open_study(
     except DuplicatedStudyError:
         study_id = backend.get_study_id_from_name(study_name)
     else:
-        backend.set_study_user_attr(study_id, S_GRAPH, graph)
-        backend.set_study_user_attr(study_id, S_META, meta)
-        backend.set_study_user_attr(study_id, S_VERSION, VERSION)
-        populate(study_id)
-        backend.set_study_user_attr(study_id, S_FORMAT, FORMAT)
+        _write_header(backend, study_id, graph, meta, {}, populate)
         return study_id
     attrs = _wait_for_header(backend, study_id, where)
+    if attrs is None:  # its maker died half-way: finish its work
+        directions = backend.get_study_directions(study_id)
+        if directions != [direction]:
+            raise StorageMismatchError(
+                f"{where} has no complete stageplan header and optimizes "
+                f"{[d.name for d in directions]}, not this plan's mode {meta.get('mode')!r}; "
+                "pass another study_name"
+            )
+        _log.warning("%s: its maker stopped before the header was complete; completing it", where)
+        _write_header(
+            backend, study_id, graph, meta, backend.get_study_user_attrs(study_id), populate
+        )
+        attrs = backend.get_study_user_attrs(study_id)
     stored = {
         "version": attrs.get(S_VERSION),
         "graph": attrs.get(S_GRAPH),
@@ -75,12 +89,28 @@ def open_study(
     return study_id
 
 
-def _wait_for_header(backend: BaseStorage, study_id: int, where: str) -> dict[str, Any]:
+def _write_header(
+    backend: BaseStorage,
+    study_id: int,
+    graph: dict[str, Any],
+    meta: dict[str, Any],
+    present: dict[str, Any],
+    populate: Callable[[int], None],
+) -> None:
+    """Write what the header lacks (all of it for a new study), the trials, then the marker."""
+    for key, value in ((S_GRAPH, graph), (S_META, meta), (S_VERSION, VERSION)):
+        if key not in present:
+            backend.set_study_user_attr(study_id, key, value)
+    populate(study_id)
+    backend.set_study_user_attr(study_id, S_FORMAT, FORMAT)
+
+
+def _wait_for_header(backend: BaseStorage, study_id: int, where: str) -> dict[str, Any] | None:
     """The study's user attributes once its format marker is there.
 
     Waits while the study looks like one another process is making right now (only stageplan
-    attributes and trials, no marker yet), up to :data:`HEADER_WAIT_S`; refuses any other
-    study without the marker.
+    attributes and trials, no marker yet), up to :data:`HEADER_WAIT_S`, then returns ``None``
+    (its maker died); refuses any other study without the marker.
     """
     deadline = time.monotonic() + HEADER_WAIT_S
     while True:
@@ -91,11 +121,12 @@ def _wait_for_header(backend: BaseStorage, study_id: int, where: str) -> dict[st
         ours_only = all(k.startswith(ATTR_PREFIX) for k in attrs) and all(
             T_EDGE in t.user_attrs for t in trials
         )
-        being_made = ours_only and S_FORMAT not in attrs
-        if not being_made or time.monotonic() > deadline:
+        if not ours_only or S_FORMAT in attrs:
             raise StorageError(
                 f"{where} is not a stageplan study (it has {len(trials)} trials and user "
                 f"attributes {sorted(attrs)[:8]}, no {S_FORMAT!r}={FORMAT!r}); pass another "
                 "study_name"
             )
+        if time.monotonic() > deadline:
+            return None
         time.sleep(0.1)

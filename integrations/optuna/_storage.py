@@ -20,6 +20,7 @@ from stageplan.integrations.optuna._checkpoints import CheckpointChoice
 from stageplan.integrations.optuna._connect import Connection
 from stageplan.integrations.optuna._encoding import (
     ATTR_PREFIX,
+    T_EDGE,
     T_PROGRESS,
     ParamSpace,
     final_state,
@@ -233,10 +234,13 @@ class OptunaStorage:
         trials = self._plan_trials()
         self._space.learn(jsonable(graph))
 
-        def populate(study_id: int) -> None:
+        def populate(study_id: int) -> None:  # a trial for every transition with none
             trials.study_id = study_id
+            have = {t.user_attrs.get(T_EDGE) for t in trials.study_trials()}
             for source, target in graph.get("edges", []):
-                trials.create((str(source), str(target)), takes_over=None)
+                edge = (str(source), str(target))
+                if edge_label(edge) not in have:
+                    trials.create(edge, takes_over=None)
 
         trials.study_id = open_study(
             trials.backend,

@@ -664,3 +664,41 @@ def test_trials_that_lost_their_place_are_closed(tmp_path: Path) -> None:
     assert b.claim(EDGE, worker="b", stale_after=60) is None  # finished
     states = sorted(t.state.name for t in _trials_of_edge(b))
     assert states == ["COMPLETE", "FAIL", "FAIL"] and b.records()[EDGE].value == 0.5
+
+
+def test_a_study_whose_maker_died_is_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stageplan.integrations.optuna._header as header
+
+    monkeypatch.setattr(header, "HEADER_WAIT_S", 0.3)
+    url = _url("journal", tmp_path)
+    graph = plan_worker.graph()
+    dying = OptunaStorage(url)
+    dying._space.learn(graph.to_dict())
+    trials = dying._plan_trials()
+    sid = trials.backend.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "stageplan")
+    trials.backend.set_study_user_attr(sid, "stageplan:graph", graph.to_dict())
+    trials.create(EDGE, takes_over=None)  # killed here: one trial, no settings, no marker
+    with pytest.raises(StorageMismatchError, match="mode"):
+        _plan(OptunaStorage(url), mode="min")  # wrong direction: refused, nothing written
+    assert optuna.load_study(study_name="stageplan", storage=trials.backend).user_attrs.keys() == {
+        "stageplan:graph"
+    }
+    p = _plan(OptunaStorage(url))
+    assert [s.state for s in p.stages] and p.final_value is not None
+    study = OptunaStorage(url).load_study()
+    assert study.user_attrs["stageplan:format"] == "stageplan-optuna"
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * len(graph.edges)
+
+
+def test_an_empty_study_of_the_other_direction_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stageplan.integrations.optuna._header as header
+
+    monkeypatch.setattr(header, "HEADER_WAIT_S", 0.1)
+    url = _url("sqlite", tmp_path)
+    optuna.create_study(storage=url, study_name="empty", direction="minimize")
+    with pytest.raises(StorageError, match="'empty'.*optimizes \\['MINIMIZE'\\].*'max'"):
+        _plan(OptunaStorage(url, study_name="empty"))

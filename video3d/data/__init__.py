@@ -14,7 +14,8 @@ Modules (each documented with an example):
   (:class:`FrameSource`), :func:`average_video_scores` and :class:`VideoScores`.
 * :mod:`._cache`: :class:`FrameCache`, the in-memory frame source (each video decoded once).
 * :mod:`._reader`: :class:`FrameReader`, the base of every reader (argument checks, lifetime).
-* :mod:`.synthetic`: :func:`make_synthetic_dataset`, a motion-and-order dataset on disk.
+* :mod:`.synthetic`: :func:`make_synthetic_dataset`, a motion-and-order dataset on disk, and
+  :func:`make_events_dataset`, the harder event-order family with a difficulty knob.
 * :mod:`._torchcodec`: :class:`TorchCodecReader`, the optional torchcodec decoder (CPU or
   NVDEC) behind the reader interface; :func:`torchcodec_status` says whether it works here.
 * :mod:`._pool`: :class:`ReaderPool`, the file frame source (open readers reused inside a
@@ -36,8 +37,6 @@ Example:
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from video3d._lazy import lazy_exports
 
@@ -93,103 +92,12 @@ _EXPORTS: dict[str, str] = {
     "average_video_scores": "datasets",
     # synthetic
     "SyntheticDataset": "synthetic",
+    "make_events_dataset": "synthetic",
     "make_synthetic_dataset": "synthetic",
 }
 
-__all__ = [
-    "ClipSampler",
-    "CropPlan",
-    "DATASET_LAYOUTS",
-    "DEFAULT_SHORT_POLICY",
-    "EvalTransform",
-    "FrameCache",
-    "FrameReader",
-    "FrameSource",
-    "IndexFormatError",
-    "IndexReport",
-    "MemoryReader",
-    "ReaderPool",
-    "SyntheticDataset",
-    "TrainTransform",
-    "UnknownClassError",
-    "UnsupportedContainerError",
-    "VideoClipDataset",
-    "VideoDecodeError",
-    "VideoEntry",
-    "VideoIndex",
-    "VideoInfo",
-    "VideoReader",
-    "VideoScores",
-    "TorchCodecReader",
-    "average_video_scores",
-    "build_index",
-    "clear_keyframe_cache",
-    "consecutive_clip",
-    "consecutive_clips",
-    "flip_allowed",
-    "make_synthetic_dataset",
-    "open_reader",
-    "probe_video",
-    "read_dataset_layout",
-    "read_hmdb51",
-    "read_kinetics_csv",
-    "read_ssv2",
-    "read_ucf101",
-    "read_video_list",
-    "split_train_val",
-    "torchcodec_status",
-    "uniform_clip",
-    "uniform_clips",
-    "write_video_list",
-]
-
-if TYPE_CHECKING:
-    from video3d.data._cache import FrameCache, MemoryReader
-    from video3d.data._pool import ReaderPool, open_reader
-    from video3d.data._reader import FrameReader
-    from video3d.data._torchcodec import (
-        TorchCodecReader,
-        UnsupportedContainerError,
-        torchcodec_status,
-    )
-    from video3d.data.datasets import (
-        FrameSource,
-        VideoClipDataset,
-        VideoScores,
-        average_video_scores,
-    )
-    from video3d.data.decoding import (
-        VideoInfo,
-        VideoReader,
-        clear_keyframe_cache,
-        probe_video,
-    )
-    from video3d.data.errors import IndexFormatError, UnknownClassError, VideoDecodeError
-    from video3d.data.indexes import (
-        DATASET_LAYOUTS,
-        IndexReport,
-        VideoEntry,
-        VideoIndex,
-        build_index,
-        read_dataset_layout,
-        read_hmdb51,
-        read_kinetics_csv,
-        read_ssv2,
-        read_ucf101,
-        read_video_list,
-        split_train_val,
-        write_video_list,
-    )
-    from video3d.data.samplers import (
-        DEFAULT_SHORT_POLICY,
-        ClipSampler,
-        consecutive_clip,
-        consecutive_clips,
-        uniform_clip,
-        uniform_clips,
-    )
-    from video3d.data.synthetic import SyntheticDataset, make_synthetic_dataset
-    from video3d.data.transforms import CropPlan, EvalTransform, TrainTransform, flip_allowed
-
+# One list: _EXPORTS (name -> sub-module) is the public API; type checkers see the names
+# through the module-level __getattr__ (as Any), readers through the sub-modules' own docs.
+__all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -24,8 +24,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from video3d._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
@@ -70,96 +68,8 @@ _EXPORTS: dict[str, str] = {
     "topk_correct": "_trainer",
 }
 
-__all__ = [
-    "ConfigError",
-    "DEFAULT_BASELINE",
-    "DataBundle",
-    "DataError",
-    "DistContext",
-    "FollowerTrial",
-    "FrameCache",
-    "HAND_TUNED_GRID",
-    "JobResult",
-    "LeaderTrial",
-    "PRESETS",
-    "ProgressBar",
-    "TrainConfig",
-    "VideoTrainer",
-    "baseline_schedules",
-    "build_model_for",
-    "check_model",
-    "default_data_dir",
-    "dist_context",
-    "get_preset",
-    "graph_for",
-    "hand_tuned_plan",
-    "close_distributed",
-    "init_distributed",
-    "list_presets",
-    "load_checkpoint_file",
-    "load_config_file",
-    "load_data",
-    "make_dataset",
-    "planning_metric",
-    "plot_curves",
-    "plot_graph",
-    "rule_for",
-    "run_baselines",
-    "run_planning",
-    "save_pictures",
-    "schedule_plan",
-    "test_plan_checkpoint",
-    "topk_correct",
-]
-
-if TYPE_CHECKING:
-    from video3d.trainer._config import (
-        PRESETS,
-        ConfigError,
-        TrainConfig,
-        get_preset,
-        list_presets,
-        load_config_file,
-    )
-    from video3d.trainer._data import (
-        DataBundle,
-        DataError,
-        FrameCache,
-        default_data_dir,
-        load_data,
-        make_dataset,
-    )
-    from video3d.trainer._ddp import (
-        DistContext,
-        FollowerTrial,
-        LeaderTrial,
-        close_distributed,
-        dist_context,
-        init_distributed,
-    )
-    from video3d.trainer._job import (
-        DEFAULT_BASELINE,
-        HAND_TUNED_GRID,
-        JobResult,
-        baseline_schedules,
-        graph_for,
-        hand_tuned_plan,
-        rule_for,
-        run_baselines,
-        run_planning,
-        schedule_plan,
-        test_plan_checkpoint,
-    )
-    from video3d.trainer._plots import plot_curves, plot_graph, save_pictures
-    from video3d.trainer._progress import ProgressBar
-    from video3d.trainer._trainer import (
-        VideoTrainer,
-        build_model_for,
-        check_model,
-        load_checkpoint_file,
-        planning_metric,
-        topk_correct,
-    )
-
+# One list: _EXPORTS (name -> sub-module) is the public API; type checkers see the names
+# through the module-level __getattr__ (as Any), readers through the sub-modules' own docs.
+__all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

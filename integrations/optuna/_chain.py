@@ -55,6 +55,9 @@ _log = logging.getLogger("stageplan.integrations.optuna")
 SUCCESSOR_GRACE_S = 30.0
 """Seconds a take-over's successor trial may take to appear before another worker makes it."""
 
+OWNERLESS_GRACE_S = 30.0
+"""Seconds a claimed trial may go without its owner record before it counts as stale."""
+
 
 def chain(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """A transition's chain of trials, first to last (empty for a transition with no trial).
@@ -87,20 +90,26 @@ def chain_head(trials: list[FrozenTrial]) -> FrozenTrial | None:
 def stale(trial: FrozenTrial, stale_after: float, *, check_local_pid: bool) -> bool:
     """Whether a ``RUNNING`` trial's claim may be taken over (:func:`~stageplan.storage.is_stale`).
 
-    Its heartbeats are the time of the claim and of its owner's last progress write; a trial
-    with neither (claimed by a worker killed at once) counts from its start.
+    Its heartbeats are the time of the claim and of its owner's last progress write. A trial
+    with no owner record was claimed by a worker that died between the claim's two writes
+    (state, then owner): it is stale :data:`OWNERLESS_GRACE_S` after it started (or after
+    ``stale_after``, if that is shorter), so nobody waits ``stale_after`` for a worker that
+    never said who it is. A live worker that slow learns it lost the claim at its next write.
     """
     owner = trial.user_attrs.get(T_OWNER)
-    owner = owner if isinstance(owner, dict) else None
+    if not isinstance(owner, dict):
+        if trial.datetime_start is None:
+            return True
+        age = time.time() - trial.datetime_start.timestamp()
+        return age > min(stale_after, OWNERLESS_GRACE_S)
     beats: list[float] = []
-    if owner is not None:
-        if isinstance(owner.get("time"), (int, float)):
-            beats.append(float(owner["time"]))
-        stored = trial.user_attrs.get(T_PROGRESS)
-        if isinstance(stored, dict) and stored.get("worker") == owner.get("worker"):
-            hb = stored.get("heartbeat")
-            if isinstance(hb, (int, float)):
-                beats.append(float(hb))
+    if isinstance(owner.get("time"), (int, float)):
+        beats.append(float(owner["time"]))
+    stored = trial.user_attrs.get(T_PROGRESS)
+    if isinstance(stored, dict) and stored.get("worker") == owner.get("worker"):
+        hb = stored.get("heartbeat")
+        if isinstance(hb, (int, float)):
+            beats.append(float(hb))
     if not beats and trial.datetime_start is not None:
         beats.append(trial.datetime_start.timestamp())
     return is_stale(owner, beats, stale_after, check_local_pid=check_local_pid)

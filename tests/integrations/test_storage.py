@@ -702,3 +702,21 @@ def test_an_empty_study_of_the_other_direction_is_refused(
     optuna.create_study(storage=url, study_name="empty", direction="minimize")
     with pytest.raises(StorageError, match="'empty'.*optimizes \\['MINIMIZE'\\].*'max'"):
         _plan(OptunaStorage(url, study_name="empty"))
+
+
+def test_a_claim_whose_worker_died_before_naming_itself_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stageplan.integrations.optuna._chain as chain
+
+    monkeypatch.setattr(chain, "OWNERLESS_GRACE_S", 0.3)
+    a, b = _pair(tmp_path)
+    (trial,) = _trials_of_edge(a)
+    backend = a._backend()
+    trial_id = a._trial_id(trial)
+    assert backend.set_trial_state_values(trial_id, TrialState.RUNNING)  # killed here
+    assert b.claim(EDGE, worker="b", stale_after=600) is None  # it may still be writing
+    time.sleep(0.5)
+    assert b.claim(EDGE, worker="b", stale_after=600) == Progress()  # not 600 s later
+    old, new = _trials_of_edge(b)
+    assert old.state == TrialState.FAIL and new.state == TrialState.RUNNING

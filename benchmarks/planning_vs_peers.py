@@ -77,7 +77,7 @@ LABELS = {
     "search": "Optuna TPE + Hyperband (planning's budget)",
 }
 #: Default grid totals (epochs) per preset.
-DEFAULT_TOTALS = {"events": [8, 16, 24, 32], "synthetic": [8, 16], "tiny": [2]}
+DEFAULT_TOTALS = {"events": [6, 12, 18, 24], "synthetic": [8, 16], "tiny": [2]}
 
 
 def log(text: str) -> None:
@@ -568,6 +568,83 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+# ------------------------------------------------------------------------------ tuning probes
+def probe_epochs(spec: str, cfg: Any) -> tuple[str, list[tuple[int, float]]]:
+    """``SAMPLING:CLIPS:LR:EPOCHS`` -> (sampling, per-epoch (clip, lr)).
+
+    ``CLIPS``: a grid clip schedule (``l1-l3``, ``l2-l3``, ``l1-l2-l3``) or one clip length;
+    ``LR``: ``step`` or ``cosine`` (the grid's schedules from the preset's LRs) or a number
+    (constant). E.g. ``uniform:32:cosine:6``, ``consecutive:l2-l3:0.05:4``.
+    """
+    parts = spec.split(":")
+    if len(parts) != 4:
+        raise SystemExit(f"--probe expects SAMPLING:CLIPS:LR:EPOCHS, got {spec!r}")
+    sampling, clips, lr, total_s = parts
+    if sampling not in cfg.samplings:
+        raise SystemExit(f"--probe {spec!r}: sampling must be one of {list(cfg.samplings)}")
+    try:
+        total = int(total_s)
+        lengths = cfg.clip_lengths if clips in wl.CLIP_SCHEDULES else (int(clips),)
+        schedule = clips if clips in wl.CLIP_SCHEDULES else "l1-l3"
+        if lr in wl.LR_SCHEDULES:
+            epochs = wl.schedule_epochs(lengths, cfg.learning_rates, clip_schedule=schedule,
+                                        lr_schedule=lr, total=total)
+        else:
+            epochs = [(c, float(lr)) for c, _ in wl.schedule_epochs(
+                lengths, cfg.learning_rates, clip_schedule=schedule, lr_schedule="step",
+                total=total)]
+    except ValueError as exc:
+        raise SystemExit(f"--probe {spec!r}: {exc}") from None
+    return sampling, epochs
+
+
+def run_probes(args: argparse.Namespace, argv: list[str] | None, cfg: Any,
+               overrides: dict[str, Any]) -> int:
+    """Tuning probes: fixed schedules with the validation metric after every epoch and the
+    test split's top-1 at the end (for tuning data only, never the benchmark's)."""
+    from video3d.trainer import load_data
+
+    jobs = [probe_epochs(spec, cfg) for spec in args.probe]
+    data = load_data(args.data, cfg, stream=sys.stderr)
+    out = Path(args.out) if args.out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or "planning_vs_peers_probe"
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        trainer = wl.make_counting_trainer(cfg.replace(seed=seed), data, device=args.device)
+        for spec, (sampling, epochs) in zip(args.probe, jobs):
+            curve: list[dict[str, float]] = []
+            started = time.monotonic()
+
+            def after_epoch(index: int, model: Any, clip: int, sampling: str = sampling,
+                            curve: list[dict[str, float]] = curve,
+                            trainer: Any = trainer) -> bool:
+                ev = trainer.evaluate(model, sampling, clip)
+                curve.append({"metric": round(ev["metric"], 4), "top1": round(ev["top1"], 4)})
+                return True
+
+            model, _ = wl.train_epochs(trainer, sampling, epochs, key=f"probe {spec}",
+                                       after_epoch=after_epoch)
+            train_s = time.monotonic() - started
+            test = trainer.final_evaluate(model, sampling, epochs[-1][0], desc="probe test")
+            row = {"spec": spec, "seed": seed, "epochs": epochs, "val": curve,
+                   "test_top1": test["top1"], "train_seconds": round(train_s, 1),
+                   "seconds": round(time.monotonic() - started, 1), "load": _load()}
+            rows.append(row)
+            vals = " ".join(f"{c['top1']:.2f}" for c in curve)
+            log(f"probe {spec} seed {seed}: val top-1 {vals}; test top-1 "
+                f"{100 * test['top1']:.1f}% ({row['train_seconds']:.0f} s train, "
+                f"{row['seconds']:.0f} s total, load {row['load']})")
+            result = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None
+                                                                  else sys.argv[1:])]),
+                      "data": data.root, "overrides": overrides, "config": cfg.to_dict(),
+                      "num_train": len(data.train), "num_val": len(data.val),
+                      "num_test": len(data.test), "rows": rows}
+            (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n",
+                                              encoding="utf-8")
+    return 0
+
+
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -610,6 +687,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     p.add_argument("--out", help=f"results folder (default {RESULTS})")
     p.add_argument("--name", help="file prefix (default planning_vs_peers[_quick])")
+    p.add_argument("--probe", nargs="+", metavar="SAMPLING:CLIPS:LR:EPOCHS",
+                   help="tuning probes instead of the comparison: fixed schedules with the "
+                        "validation metric after every epoch and test top-1 at the end "
+                        "(use tuning data, e.g. --data of a set generated with another seed)")
     args = p.parse_args(argv)
     if args.seeds is None:
         args.seeds = [0] if args.quick else [0, 1, 2]
@@ -736,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
         args.totals = DEFAULT_TOTALS[cfg.name]
     if args.merge:
         return merge(args, argv, cfg, overrides)
+    if args.probe:
+        return run_probes(args, argv, cfg, overrides)
     from video3d.trainer import load_data
 
     load_data(args.data, cfg, stream=sys.stderr)  # fail early; generates a synthetic set once

@@ -144,3 +144,21 @@ def test_grid_names_pick_schedules_of_the_grid_and_name_unknown_ones() -> None:
     args.grid_names = ["unif l1-l3 step 9ep"]
     with pytest.raises(SystemExit, match="unknown schedule"):
         pvp.grid_for(cfg, args)
+
+
+def test_probe_specs_give_the_grid_schedules_or_a_constant_lr_and_name_bad_ones() -> None:
+    import planning_vs_peers as pvp
+
+    args = pvp.parse_args(["--quick"])
+    cfg, _ = pvp.build_config(args)
+    sampling, epochs = pvp.probe_epochs("uniform:l1-l3:step:4", cfg)
+    assert sampling == "uniform"
+    assert epochs == wl.schedule_epochs(cfg.clip_lengths, cfg.learning_rates,
+                                        clip_schedule="l1-l3", lr_schedule="step", total=4)
+    assert pvp.probe_epochs("consecutive:8:0.3:3", cfg) == ("consecutive", [(8, 0.3)] * 3)
+    for bad, message in (("uniform:8:0.3", "SAMPLING:CLIPS:LR:EPOCHS"),
+                         ("sparse:8:0.3:3", "sampling must be one of"),
+                         ("uniform:8:fast:3", "could not convert"),
+                         ("uniform:8:0.3:0", "total must be an int >= 1")):
+        with pytest.raises(SystemExit, match=message):
+            pvp.probe_epochs(bad, cfg)

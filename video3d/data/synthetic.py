@@ -324,11 +324,15 @@ def events_options(difficulty: float, frames: int = 48) -> dict[str, Any]:
     * ``event_frames``: frames a key event lasts, 20 % of the video at 0 down to 8 % at 1;
     * ``decoys``: look-alike events in other colours, 0 to 4;
     * ``movers``: squares bouncing around the whole video, 1 to 3;
-    * ``noise``: per-pixel, per-frame Gaussian noise (std in grey levels), 3 to 30.
+    * ``noise``: per-pixel, per-frame Gaussian noise (std in grey levels), 3 to 30;
+    * ``faint``: share of key events drawn *faint* (blended into the background at 5-25 %
+      opacity, often below the noise), 0 to 0.6. A video with a faint event may be beyond
+      recovery, so the share caps the reachable accuracy without making the clear videos
+      harder to learn from (the task leaves chance as early as its clear videos allow).
 
     Example:
         >>> events_options(0.5, 48)
-        {'event_frames': 7, 'decoys': 2, 'movers': 2, 'noise': 16.5}
+        {'event_frames': 7, 'decoys': 2, 'movers': 2, 'noise': 16.5, 'faint': 0.3}
     """
     d = float(difficulty)
     if not 0.0 <= d <= 1.0:
@@ -338,6 +342,7 @@ def events_options(difficulty: float, frames: int = 48) -> dict[str, Any]:
         "decoys": round(4 * d),
         "movers": 1 + round(2 * d),
         "noise": round(3.0 + 27.0 * d, 3),
+        "faint": round(0.6 * d, 3),
     }
 
 
@@ -353,9 +358,10 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
 
 def _moving_square(
     video: np.ndarray, start: int, length: int, direction: str, side: int, colour: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator, opacity: float = 1.0,
 ) -> None:
-    """Draw a square moving in ``direction`` during frames ``[start, start + length)``."""
+    """Draw a square moving in ``direction`` during frames ``[start, start + length)``,
+    blended over what is there at ``opacity``."""
     frames, size = video.shape[:2]
     speed = rng.uniform(1.0, 1.6) * size / 32.0
     dy, dx = _VECTORS[direction]
@@ -369,7 +375,8 @@ def _moving_square(
             continue
         top = int(round(np.clip(y0 + dy * speed * k, 0, size - side)))
         left = int(round(np.clip(x0 + dx * speed * k, 0, size - side)))
-        video[f, top : top + side, left : left + side] = colour
+        patch = video[f, top : top + side, left : left + side]
+        patch[...] = opacity * colour + (1.0 - opacity) * patch
 
 
 def render_events_video(
@@ -384,6 +391,7 @@ def render_events_video(
     decoys: int = 2,
     movers: int = 2,
     noise: float = 16.5,
+    faint: float = 0.0,
 ) -> np.ndarray:
     """One video of the events family, ``uint8 [frames, size, size, 3]`` (see
     :func:`make_events_dataset`)."""
@@ -421,7 +429,9 @@ def render_events_video(
         lo = i * frames // num_events
         hi = (i + 1) * frames // num_events - event_frames
         start = int(rng.integers(lo, max(lo, hi) + 1))
-        _moving_square(video, start, event_frames, direction, side, _EVENT_COLOUR, rng)
+        opacity = float(rng.uniform(0.05, 0.25)) if rng.random() < faint else 1.0
+        _moving_square(video, start, event_frames, direction, side, _EVENT_COLOUR, rng,
+                       opacity)
     if noise > 0:
         video += rng.normal(0.0, noise, size=video.shape).astype(np.float32)
     return np.clip(video, 0, 255).astype(np.uint8)
@@ -450,9 +460,10 @@ def make_events_dataset(
     ``i``-th of ``num_events`` equal parts of the video. The class is the sequence of their
     directions (``num_directions ** num_events`` classes; e.g. ``left-right`` differs from
     ``right-left`` only by the order). Around them: *decoys* (the same moving square in other
-    colours, at any time), *movers* (squares bouncing for the whole video) and pixel noise;
-    :func:`events_options` says how ``difficulty`` sets their number, the events' length and
-    the noise.
+    colours, at any time), *movers* (squares bouncing for the whole video), pixel noise and,
+    for a share of the key events, a faint square (an irreducible error that caps the
+    reachable accuracy); :func:`events_options` says how ``difficulty`` sets their number, the
+    events' length, the noise and the faint share.
 
     Why the schedule matters here, by construction: a consecutive clip shorter than about
     ``frames / num_events`` sees at most one key event (it cannot tell the order, nor the other

@@ -122,12 +122,29 @@ def test_events_video_shows_the_class_directions_in_order(label: int) -> None:
         assert moved > 4, (label, part, expected, points)
 
 
+def test_faint_key_events_are_blended_into_the_background() -> None:
+    from video3d.data.synthetic import render_events_video
+
+    def video(faint: float) -> np.ndarray:
+        return render_events_video(4, frames=48, size=32, rng=np.random.default_rng(7),
+                                   num_events=2, num_directions=3, event_frames=8, decoys=0,
+                                   movers=0, noise=0.0, faint=faint)
+
+    clear, faint = video(0.0), video(1.0)
+    assert len(_white_track(clear)) >= 12  # both events, 8 frames each, in full white
+    assert _white_track(faint) == []  # every key event faint: no frame shows a white square
+    assert np.array_equal(faint, video(1.0))  # the same draws for the same seed
+    # Still there, only weak: without noise or distractors, the frames are not all the same.
+    assert np.abs(np.diff(faint.astype(int), axis=0)).max() > 0
+
+
 def test_events_options_follow_the_difficulty_knob() -> None:
     from video3d.data.synthetic import events_options
 
     easy, hard = events_options(0.0, 48), events_options(1.0, 48)
     assert easy["event_frames"] > hard["event_frames"] >= 3
     assert easy["decoys"] < hard["decoys"] and easy["noise"] < hard["noise"]
+    assert easy["faint"] == 0.0 < events_options(0.25, 48)["faint"] < hard["faint"] <= 0.6
     with pytest.raises(ValueError, match="difficulty must be in \\[0, 1\\], got 1.5"):
         events_options(1.5)
 

@@ -270,12 +270,13 @@ class PlanTrials:
                 continue
             if not won:
                 return None
+            # The owner at once: until it is written, a crash here is found only by age.
+            self.backend.set_trial_user_attr(trial_id, T_OWNER, owner_record(worker))
             again = chain_head(self.edge_trials(edge))
             if again is None or again.number != head.number:
                 # A lower-numbered duplicate became visible after we read: it counts.
                 self._supersede(trial_id)
                 return None
-            self.backend.set_trial_user_attr(trial_id, T_OWNER, owner_record(worker))
             self.claims[edge] = Claim(trial_id, head.number, written=written_values(head))
             progress = stored_progress(head)
             return Progress() if progress is None else progress

@@ -73,11 +73,11 @@ def chain(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         child.setdefault(key, t)
     out: list[FrozenTrial] = []
     seen: set[int] = set()
-    t = child.get(-1)
-    while t is not None and t.number not in seen:  # a corrupt cycle stops, not loops
-        out.append(t)
-        seen.add(t.number)
-        t = child.get(t.number)
+    link = child.get(-1)
+    while link is not None and link.number not in seen:  # a corrupt cycle stops, not loops
+        out.append(link)
+        seen.add(link.number)
+        link = child.get(link.number)
     return out
 
 
@@ -165,8 +165,7 @@ class PlanTrials:
                 self.study_id = self.backend.get_study_id_from_name(self.study_name)
             except KeyError:
                 raise StorageError(
-                    f"{self.where.capitalize()} does not exist; call plan() (or open()) to "
-                    "create it"
+                    f"there is no {self.where}; call plan() (or open()) to create it"
                 ) from None
         return self.study_id
 

@@ -720,3 +720,9 @@ def test_a_claim_whose_worker_died_before_naming_itself_is_taken_over(
     assert b.claim(EDGE, worker="b", stale_after=600) == Progress()  # not 600 s later
     old, new = _trials_of_edge(b)
     assert old.state == TrialState.FAIL and new.state == TrialState.RUNNING
+
+
+def test_a_storage_without_the_study_says_so(tmp_path: Path) -> None:
+    store = OptunaStorage(_url("journal", tmp_path), study_name="Plan-A")
+    with pytest.raises(StorageError, match="there is no study 'Plan-A' in journal:.*call plan"):
+        store.records()

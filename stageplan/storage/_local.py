@@ -98,7 +98,14 @@ class LocalStorage:
         meta_path = self.root / _META_FILE
         wanted = {"format": _FORMAT, "version": _VERSION, "graph": graph, "meta": meta}
         if not meta_path.exists():
-            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
+            # What the plan itself makes does not count: another worker opening the new
+            # directory at this moment may have written its header and folders already.
+            ours = {_META_FILE, "transitions", "running", "checkpoints"}
+            foreign = [
+                p.name
+                for p in self.root.iterdir()
+                if not p.name.startswith(".") and p.name not in ours
+            ]
             if foreign:
                 raise StorageError(
                     f"{self.root} is not empty and holds no {_META_FILE}: it is not a stageplan "

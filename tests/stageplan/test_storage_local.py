@@ -134,3 +134,25 @@ def test_a_taken_over_worker_can_neither_report_nor_finish(tmp_path: Path) -> No
         store.finish(rec, worker="slow")
     assert store.records() == {}
     store.save_progress(EDGE, Progress(values=[0.0]), worker="taker")
+
+
+def _open_at(root: str, start: float) -> str:
+    while time.time() < start:
+        pass
+    try:
+        LocalStorage(root).open({"g": 1}, {"m": 1})
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def test_many_workers_opening_a_new_directory_at_once_all_succeed(tmp_path: Path) -> None:
+    # The fault soak once saw a worker refuse a new plan directory as "not empty" because
+    # another worker had just written its header and folders.
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(6) as pool:
+        for round_ in range(20):
+            root = str(tmp_path / f"plan{round_}")
+            start = time.time() + 0.3
+            results = pool.starmap(_open_at, [(root, start)] * 6)
+            assert results == ["ok"] * 6, results

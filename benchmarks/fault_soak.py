@@ -289,25 +289,13 @@ def _postgres_database() -> tuple[str, Any] | None:
     server = os.environ.get("STAGEPLAN_TEST_POSTGRES_URL")
     if not server:
         return None
-    from urllib.parse import urlsplit, urlunsplit
+    from stageplan.integrations.optuna._databases import (
+        drop_postgres_database,
+        new_postgres_database,
+    )
 
-    import psycopg2
-
-    name = f"stageplan_soak_{uuid.uuid4().hex[:10]}"
-
-    def admin(sql: str) -> None:
-        conn = psycopg2.connect(server, connect_timeout=10)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
-    admin(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    return url, lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
+    url = new_postgres_database(server, prefix="stageplan_soak")
+    return url, lambda: drop_postgres_database(url, server_url=server)
 
 def soak_one(
     kind: str, kills: int, workers: int, quick: bool, reference: dict[str, Any], root: Path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -26,34 +25,24 @@ def _server_url() -> str:
     return url
 
 
-def _admin(url: str, sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(url, connect_timeout=10)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def _new_database() -> Iterator[object]:
     """Make new, uniquely named databases on the test server; drop them all at the end."""
+    from stageplan.integrations.optuna._databases import (
+        drop_postgres_database,
+        new_postgres_database,
+    )
+
     server = _server_url()
     made: list[str] = []
 
     def make() -> str:
-        name = f"stageplan_test_{uuid.uuid4().hex[:12]}"
-        _admin(server, f'CREATE DATABASE "{name}"')
-        made.append(name)
-        parts = urlsplit(server)
-        return urlunsplit(parts._replace(path=f"/{name}"))
+        made.append(new_postgres_database(server))
+        return made[-1]
 
     yield make
-    for name in made:
-        _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for url in made:
+        drop_postgres_database(url, server_url=server)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,10 @@ that ignores the direction fails here); the stated NaN policy (an all-NaN trial,
 healthy values); eager constructor validation; determinism and statelessness (a copy, a
 pickled copy and repeated calls decide alike, as Optuna rebuilds pruners in every process).
 
+Also here, for tests of plans on PostgreSQL: :func:`new_postgres_database` and
+:func:`drop_postgres_database` (a new, uniquely named database per run: one that already has
+the schema hides the bugs of a first start).
+
 The curves are accuracy-like for ``"maximize"`` and ``1 - accuracy`` for ``"minimize"``:
 :func:`good_curve` rises from 0.5 towards 0.9, :func:`bad_curve` sits near 0.1 and slowly
 falls, so ``ThresholdPruner(lower=0.2)`` / ``ThresholdPruner(upper=0.8)`` separate them.
@@ -47,6 +51,7 @@ import pytest
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+from stageplan.integrations.optuna._databases import drop_postgres_database, new_postgres_database
 from stageplan.integrations.optuna._pruner import frozen_trial
 
 __all__ = [
@@ -54,7 +59,9 @@ __all__ = [
     "PrunerContract",
     "bad_curve",
     "decisions",
+    "drop_postgres_database",
     "good_curve",
+    "new_postgres_database",
     "reference_study",
 ]
 

@@ -255,6 +255,10 @@ def _summary(store: Any, quick: bool) -> dict[str, Any]:
     }
 
 
+EPOCH_SLEEP = [0.01]
+"""Seconds each worker sleeps per trained epoch (``--epoch-sleep``)."""
+
+
 def _worker_config(
     name: str, storage: dict[str, Any], root: Path, quick: bool, kill: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -264,7 +268,7 @@ def _worker_config(
         "quick": quick,
         "kill": kill,
         "seed": random.getrandbits(32),
-        "sleep": 0.01,
+        "sleep": EPOCH_SLEEP[0],
         "stale_after": 600.0,  # one host: a dead worker is found by its pid, at once
     }
 
@@ -516,7 +520,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storages", default=",".join(STORAGES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument(
+        "--epoch-sleep",
+        type=float,
+        default=0.01,
+        help="seconds per trained epoch (longer plans leave room for more kills before the end)",
+    )
     args = parser.parse_args(argv)
+    if not args.epoch_sleep >= 0:
+        parser.error(f"--epoch-sleep must be >= 0 seconds, got {args.epoch_sleep}")
+    EPOCH_SLEEP[0] = args.epoch_sleep
     if args.worker:
         worker_main(json.loads(Path(args.worker).read_text()))
         return 0

@@ -36,6 +36,8 @@ Usage:
     python benchmarks/planning_vs_peers.py                      # events preset, 3 seeds (CPU)
     python benchmarks/planning_vs_peers.py --quick --out /tmp/q # smoke run (tiny preset)
     python benchmarks/planning_vs_peers.py --preset synthetic --totals 8 16   # earlier workload
+    python benchmarks/planning_vs_peers.py --data /tmp/tuning_set --probe uniform:32:cosine:16
+                                                                # a tuning probe (tuning data)
     python benchmarks/planning_vs_peers.py --preset hmdb51 --data /data/hmdb51_split1 \
         --device cuda --seeds 0 1 2 --totals 30 60 120 240      # a real dataset on a GPU
 """

@@ -70,12 +70,15 @@ class Frontier:
         ready: Transitions that may start now, in graph order.
         dead: Transitions that can never run (their source is dead).
         done: True when every transition is finished or dead.
+        path_epochs: Epochs from the start through each settled live state's best path (the
+            start state: 0); ties between equal values go to the smaller.
     """
 
     best: dict[str, TransitionRecord | None] = field(default_factory=dict)
     ready: list[EdgeKey] = field(default_factory=list)
     dead: list[EdgeKey] = field(default_factory=list)
     done: bool = False
+    path_epochs: dict[str, int] = field(default_factory=dict)
 
 
 def frontier(
@@ -95,7 +98,8 @@ def frontier(
     order = {(a.name, b.name): i for i, (a, b) in enumerate(graph.edges)}
     out = Frontier()
     alive: dict[str, bool] = {graph.start.name: True}  # settled states only
-    path_epochs: dict[str, int] = {graph.start.name: 0}  # epochs of each settled best path
+    path_epochs = out.path_epochs
+    path_epochs[graph.start.name] = 0
     for state in graph.topological_order():
         if state == graph.start:
             continue
@@ -150,17 +154,10 @@ def build_plan(
             + (f" ({len(failed)} transitions failed: {detail})" if failed else "")
         )
 
-    def path_epochs(r: TransitionRecord | None) -> int:
-        total = 0
-        while r is not None:
-            total += int(r.checkpoint_epoch or 0)
-            r = None if r.source == graph.start.name else fr.best.get(r.source)
-        return total
-
     best_final, rec = max(
         candidates,
-        key=lambda fr_: (direction.sign * (fr_[1].value or 0.0), -path_epochs(fr_[1]),
-                         -graph.finals.index(fr_[0])),
+        key=lambda fr_: (direction.sign * (fr_[1].value or 0.0),
+                         -fr.path_epochs[fr_[0].name], -graph.finals.index(fr_[0])),
     )
     assert rec is not None
     stages: list[Stage] = []

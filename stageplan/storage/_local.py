@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -174,15 +173,17 @@ class LocalStorage:
 
     def _lock_is_stale(self, lock: Path, stale_after: float) -> bool:
         try:
-            age = time.time() - lock.stat().st_mtime
+            heartbeat = lock.stat().st_mtime  # save_progress touches the lock file
+        except FileNotFoundError:
+            return True
+        try:
             with open(lock, encoding="utf-8") as fh:
                 info = json.load(fh)
         except FileNotFoundError:
             return True
         except (json.JSONDecodeError, OSError):
-            return age > stale_after  # half-written lock: judge by age alone
-        # The lock file's mtime is the heartbeat (save_progress touches it).
-        return is_stale(info if isinstance(info, dict) else None, [time.time() - age], stale_after)
+            info = None  # half-written lock: no owner to check, judged by its age alone
+        return is_stale(info if isinstance(info, dict) else None, [heartbeat], stale_after)
 
     def _load_progress(self, edge: EdgeKey) -> Progress:
         path = self._progress_path(edge)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import json
 import math
 import os
@@ -65,6 +66,7 @@ FAMILIES = ("exp", "power", "multi_power", "multi_exp")
 DELAYS = (5, 10, 20)
 MIN_STAGE = 20  # shorter stages (a 2- and a 16-epoch PTB tail) are left out
 PAPER: dict[str, Any] = {"method": "paper"}
+SCHEDULE_HINT = "<the stage's schedule>"  # placeholder: replaced per stage by its schedule
 GUARD: dict[str, Any] = {
     **PAPER, "max_noise": 1.0, "patience": 20, "min_delta": 0.5, "smooth": 5, "keep": "best"
 }
@@ -74,11 +76,15 @@ ROBUST: dict[str, dict[str, Any]] = {
     "knee-best": {**PAPER, "keep": "best"},
     "knee-noise0.5-best": {**PAPER, "max_noise": 0.5, "keep": "best"},
 }
-# The evidence rule (``KneeRule()``, the default) and two settings around it.
+# The evidence rule (``KneeRule()``, the default) and settings around it.
 EVIDENCE: dict[str, dict[str, Any]] = {
     "evidence": {},
     "evidence-keepauto": {"keep": "auto"},
     "evidence-risk0.1": {"risk": 0.1},
+    "evidence-risk0.15": {"risk": 0.15},
+    "evidence-tol0.75": {"tolerance": 0.75},
+    # told the stage's LR schedule: ``schedule="cosine"`` on a cosine stage, else the default
+    "evidence-schedule": {"schedule": SCHEDULE_HINT},
 }
 ORACLE_TOLERANCES = (0.1, 0.2, 0.5, 1.0)
 
@@ -102,14 +108,20 @@ class Outcome:
 
 
 Rule = Callable[[Sequence[float], str], tuple[int, int]]
+_SCHEDULE = "constant"  # the schedule of the stage being replayed (set by ``_replay``)
 
 
 def knee_rule(family: str, delay: int, **options: Any) -> Rule:
-    """``KneeRule(family, delay, max_epochs=<stage>, **options)`` (``method`` in options)."""
+    """``KneeRule(family, delay, max_epochs=<stage>, **options)`` (``method`` in options).
+
+    An option equal to ``SCHEDULE_HINT`` is given the replayed stage's LR schedule
+    (``"cosine"`` on a cosine stage, else ``"constant"``).
+    """
     from stageplan.knee import KneeRule
 
     def run(values: Sequence[float], mode: str) -> tuple[int, int]:
-        rule = KneeRule(family, delay=delay, max_epochs=len(values) - 1, **options)
+        given = {k: _SCHEDULE if v == SCHEDULE_HINT else v for k, v in options.items()}
+        rule = KneeRule(family, delay=delay, max_epochs=len(values) - 1, **given)
         tracker = rule.tracker(mode=mode)
         for t, v in enumerate(values):
             d = tracker.update(v)
@@ -214,14 +226,32 @@ def _unit(stage: _curves.Stage) -> str:
 
 _QUICK = False
 _TUNE: tuple[str, ...] = _curves.TUNE_SOURCES
+_RULES: tuple[str, ...] = ()
+
+
+def selected_rules(quick: bool, patterns: Sequence[str]) -> dict[str, Rule]:
+    """The rules whose names match one of the shell-style ``patterns`` (all when empty).
+
+    Raises:
+        ValueError: A pattern matches no rule (the message lists the rule names).
+    """
+    every = rules(quick)
+    if not patterns:
+        return every
+    unmatched = [p for p in patterns if not fnmatch.filter(every, p)]
+    if unmatched:
+        raise ValueError(f"--rules {unmatched} match no rule; the rules are {sorted(every)}.")
+    return {k: v for k, v in every.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
 
 
 def _replay(stage: _curves.Stage) -> list[Outcome]:
     import optuna
 
+    global _SCHEDULE
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _SCHEDULE = "cosine" if stage.kind == "cosine" else "constant"
     out = []
-    for name, run in rules(_QUICK).items():
+    for name, run in selected_rules(_QUICK, _RULES).items():
         spent, kept = run(stage.values, stage.mode)
         at_stop = _curves.best_index(stage.values[: spent + 1], stage.mode)
         out.append(
@@ -243,10 +273,13 @@ def _replay(stage: _curves.Stage) -> list[Outcome]:
     return out
 
 
-def _init(quick: bool, tune: tuple[str, ...] = _curves.TUNE_SOURCES) -> None:
-    global _QUICK, _TUNE
+def _init(
+    quick: bool, tune: tuple[str, ...] = _curves.TUNE_SOURCES, names: tuple[str, ...] = ()
+) -> None:
+    global _QUICK, _TUNE, _RULES
     _QUICK = quick
     _TUNE = tune
+    _RULES = names
 
 
 def select_stages(quick: bool, nb201_every: int) -> list[_curves.Stage]:
@@ -388,24 +421,43 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         default=",".join(_curves.TUNE_SOURCES),
         help="comma-separated source repositories counted as the tuning split",
     )
+    parser.add_argument(
+        "--rules",
+        default="",
+        help="comma-separated rule names or shell patterns to replay (default: all), "
+        "e.g. 'evidence*,oracle-*'",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("all", "tune", "held_out"),
+        default="all",
+        help="replay only the stages of this split",
+    )
     args = parser.parse_args(argv)
     tune = tuple(x for x in args.tune_sources.split(",") if x)
+    names = tuple(x for x in args.rules.split(",") if x)
+    try:
+        selected_rules(args.quick, names)
+    except ValueError as exc:
+        parser.error(str(exc))
     stem = "stopping_stages_quick" if args.quick else "stopping_stages"
     out = args.out or RESULTS / f"{stem}.json"
     csv_path = args.csv or out.with_suffix(".csv")
     png = args.plot or (None if args.quick else RESULTS / f"{stem}.png")
 
     stages = select_stages(args.quick, args.nb201_every)
+    if args.split != "all":
+        stages = [s for s in stages if _curves.split_of(s.source_repo, tune) == args.split]
     start = time.perf_counter()
     if args.workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(
-            args.workers, initializer=_init, initargs=(args.quick, tune)
+            args.workers, initializer=_init, initargs=(args.quick, tune, names)
         ) as pool:
             chunks = pool.map(_replay, stages, chunksize=1)
     else:
-        _init(args.quick, tune)
+        _init(args.quick, tune, names)
         chunks = [_replay(s) for s in stages]
     outcomes = [o for chunk in chunks for o in chunk]
     elapsed = time.perf_counter() - start
@@ -434,7 +486,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if png is not None:
         plot(rows, png)
     _print_table(rows)
-    print(f"{len(stages)} stages, {len(rules(args.quick))} rules, {elapsed:.1f} s -> {out}")
+    n_rules = len(selected_rules(args.quick, names))
+    print(f"{len(stages)} stages, {n_rules} rules, {elapsed:.1f} s -> {out}")
     return rows
 
 

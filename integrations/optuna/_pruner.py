@@ -27,6 +27,7 @@ _RULE_OPTIONS = (
     "smooth",
     "keep",
     "max_noise",
+    "schedule",
 )
 
 
@@ -78,7 +79,9 @@ class KneePruner(BasePruner):
         min_epochs, max_epochs: Keyword-only: never fit before this many values; the trial's
             step budget (the evidence rule forecasts up to it).
         method, risk, tolerance, resolution, ceiling, patience, min_delta, smooth, keep,
-            max_noise: Keyword-only options of :class:`stageplan.knee.KneeRule`.
+            max_noise, schedule: Keyword-only options of :class:`stageplan.knee.KneeRule`
+            (``schedule="cosine"`` with ``max_epochs`` when each trial anneals its LR to 0
+            over ``max_epochs`` steps: no prune while the LR is above a tenth of its start).
         rule: Keyword-only: a ready :class:`~stageplan.knee.KneeRule` (then no other rule
             option may be given).
 

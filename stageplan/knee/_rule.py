@@ -44,6 +44,7 @@ _RULE_KEYS = (
     "smooth",
     "keep",
     "max_noise",
+    "schedule",
 )
 _KEEPS = ("auto", "knee", "best")
 _METHODS = ("evidence", "paper")
@@ -57,6 +58,26 @@ _MIN_GAIN = 1e-4
 _MIN_DOF = 2
 DEFAULT_TOLERANCE = 1.0
 """Default ``tolerance`` (noise standard deviations) of the evidence rule."""
+SCHEDULES = ("constant", "cosine")
+"""The learning-rate schedules the evidence rule knows (``schedule=``)."""
+ANNEALED = 0.1
+"""Under ``schedule="cosine"`` the evidence is drawn from the epochs whose learning rate is at
+most this share of the starting one: the regime of a stage after a step drop (a tenth of the
+starting LR), on which the evidence rule was tuned."""
+
+
+def anneal_origin(max_epochs: int) -> int:
+    """First epoch of a cosine schedule over ``max_epochs`` whose LR is at most ``ANNEALED``.
+
+    The LR after epoch ``t`` is ``(1 + cos(pi t / max_epochs)) / 2`` of the start, so this is
+    the first integer ``t >= max_epochs * acos(2 ANNEALED - 1) / pi``.
+
+    Example:
+        >>> anneal_origin(200), anneal_origin(10)
+        (160, 8)
+    """
+    x = max_epochs * math.acos(2.0 * ANNEALED - 1.0) / math.pi
+    return min(max_epochs, math.ceil(x - 1e-9))
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -203,7 +224,8 @@ class KneeRule:
        the best finite epoch (or 0). This overrides ``min_epochs``.
     2. ``"ceiling"`` (evidence only, ``t >= 1``): the best value reached ``ceiling`` (within half
        the ``resolution``): nothing is left to gain; keep the best observed epoch.
-    3. ``"warmup"``: ``t < delay`` or ``t < min_epochs``: no fit yet (unless ``max_epochs`` is
+    3. ``"warmup"``: ``t < delay`` or ``t < min_epochs`` (under ``schedule="cosine"``:
+       ``t < origin + delay``, see ``schedule``): no fit yet (unless ``max_epochs`` is
        reached: then ``"max_epochs"`` with the best observed epoch).
     4. ``"fit_failed"``: the fit raised or did not converge; training goes on (again unless
        ``max_epochs`` is reached, which keeps the best observed epoch).
@@ -248,6 +270,15 @@ class KneeRule:
         max_noise: Keyword-only: do not stop while the epoch-to-epoch noise of the last
             ``2 * delay`` values (``std(diff) / sqrt(2)``, in the metric's units) exceeds
             ``max_noise`` (``None``: off).
+        schedule: Keyword-only, evidence: the learning-rate schedule within the budget.
+            ``"constant"`` (default): the LR the curve was trained at holds to ``max_epochs``
+            (a stage of a step schedule), so the curve so far speaks for the epochs left.
+            ``"cosine"``: the LR anneals to 0 at ``max_epochs`` (required), so a flat phase at
+            a high LR says nothing about the epochs left; the fit and the evidence then use
+            only the epochs from ``origin`` on, the first whose LR is at most ``ANNEALED``
+            (a tenth) of the start (epoch 160 of 200), counted from there, and the rule never
+            stops on the evidence before ``origin + delay``. ``KneeDecision.params`` are then
+            those of that window (its epoch 0 is ``origin``).
 
     The guarded variant of the paper's rule measured in ``benchmarks/RESULTS.md`` is
     ``KneeRule.paper(max_noise=1.0, patience=20, min_delta=0.5, smooth=5, keep="best")``
@@ -287,6 +318,7 @@ class KneeRule:
         smooth: int = 1,
         keep: str | None = None,
         max_noise: float | None = None,
+        schedule: str = "constant",
     ) -> None:
         self._family = resolve_family(family)
         self._delay = _check_int("delay", delay, 1)
@@ -330,6 +362,14 @@ class KneeRule:
                 f"method='paper' with risk={risk!r}, tolerance={tolerance!r}, "
                 f"resolution={resolution!r}, ceiling={ceiling!r}."
             )
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+        if schedule != "constant" and (method != "evidence" or self._max_epochs is None):
+            raise ValueError(
+                f"schedule={schedule!r} needs method='evidence' and the schedule's length as "
+                f"max_epochs; got method={method!r}, max_epochs={max_epochs!r}."
+            )
+        self._schedule = schedule
         self._patience = _check_optional_int("patience", patience, 1)
         self._min_delta = _check_nonnegative("min_delta", min_delta)
         self._smooth = _check_int("smooth", smooth, 1)
@@ -445,6 +485,18 @@ class KneeRule:
         return self._max_noise
 
     @property
+    def schedule(self) -> str:
+        """The learning-rate schedule within the budget: ``"constant"`` or ``"cosine"``."""
+        return self._schedule
+
+    def evidence_origin(self) -> int:
+        """First epoch the evidence is drawn from: 0, or under ``schedule="cosine"`` the first
+        epoch whose LR is at most ``ANNEALED`` of the start (see :func:`anneal_origin`)."""
+        if self._schedule == "cosine" and self._max_epochs is not None:
+            return anneal_origin(self._max_epochs)
+        return 0
+
+    @property
     def keep(self) -> str:
         """Which checkpoint a stop keeps: ``"auto"``, ``"knee"`` (``t*``) or ``"best"``."""
         return self._keep
@@ -481,6 +533,8 @@ class KneeRule:
             data["keep"] = self._keep
         if self._max_noise is not None:
             data["max_noise"] = self._max_noise
+        if self._schedule != "constant":
+            data["schedule"] = self._schedule
         return data
 
     @classmethod
@@ -501,7 +555,7 @@ class KneeRule:
         kwargs.setdefault("method", "paper")
         keyword_only = (
             "method", "risk", "tolerance", "resolution", "ceiling",
-            "patience", "min_delta", "smooth", "keep", "max_noise",
+            "patience", "min_delta", "smooth", "keep", "max_noise", "schedule",
         )
         extra = {k: kwargs.pop(k) for k in keyword_only if k in kwargs}
         return cls(**kwargs, **extra)
@@ -572,13 +626,23 @@ class KneeRule:
                     knee_epoch=best,
                     message=f"epoch {best} reached the metric's ceiling {self._ceiling:g}",
                 )
-        if t < self._delay or (self._min_epochs is not None and t < self._min_epochs):
+        # The fit and the evidence see the epochs from ``origin`` on (0 unless the schedule says
+        # the LR still falls), counted from there.
+        origin = self.evidence_origin()
+        if t - origin < self._delay or (self._min_epochs is not None and t < self._min_epochs):
             if at_max:
                 return KneeDecision(True, "max_epochs", t, knee_epoch=best, message="no fit yet")
-            return KneeDecision(False, "warmup", t)
+            message = (
+                f"the cosine schedule's LR is above {ANNEALED:g} of its start before epoch "
+                f"{origin}"
+                if t < origin
+                else ""
+            )
+            return KneeDecision(False, "warmup", t, message=message)
 
-        epochs = np.arange(t + 1, dtype=np.float64)
-        fit = fit_curve(epochs, z, self._family, init=init)
+        zw = z[origin:]
+        epochs = np.arange(zw.size, dtype=np.float64)
+        fit = fit_curve(epochs, zw, self._family, init=init)
         found: int | None = None
         fit_message = fit.message
         if fit.success:
@@ -593,14 +657,14 @@ class KneeRule:
                 )
             return KneeDecision(False, "fit_failed", t, message=fit_message)
 
-        peak = found
+        peak = origin + found
         params = fit.params
-        knee = nearest_finite_epoch(self._family, params, min(peak, t), z)
+        knee = origin + nearest_finite_epoch(self._family, params, min(found, t - origin), zw)
         evidence = None
-        n_finite = int(np.count_nonzero(np.isfinite(z)))
+        n_finite = int(np.count_nonzero(np.isfinite(zw)))
         n_needed = get_family(self._family).n_params + _MIN_DOF
         if self._method == "evidence" and n_finite >= n_needed:
-            evidence = self._evidence(z, params, best)
+            evidence = self._evidence(zw, params, float(z[best]), origin)
             if self._keep == "auto":
                 knee = evidence.keep
         if self._keep == "best":
@@ -608,7 +672,7 @@ class KneeRule:
 
         def make(stop: bool, reason: str, knee_epoch: int | None, message: str) -> KneeDecision:
             at = knee_epoch if knee_epoch is not None else peak
-            fitted = sign * float(curve(self._family, params, float(at)))
+            fitted = sign * float(curve(self._family, params, float(at - origin)))
             return KneeDecision(
                 stop,
                 reason,
@@ -682,26 +746,30 @@ class KneeRule:
                 )
         return None
 
-    def _evidence(self, z: FloatArray, params: tuple[float, ...], best: int) -> Evidence:
+    def _evidence(
+        self, z: FloatArray, params: tuple[float, ...], top: float, origin: int
+    ) -> Evidence:
         """The forecast of the epochs left by two fitted curves (see :mod:`._evidence`).
 
-        The rule's family and the monotone ``a1 + a2 (t+1)^a3`` are weighted by their
-        Schwarz (BIC) weights: the family wins where the data show a knee or a decline, the
-        monotone curve where they show a slow, heavy-tailed rise.
+        ``z`` holds the epochs from ``origin`` on (epoch ``origin + i`` is ``z[i]``), ``top``
+        is the best value observed so far. The rule's family and the monotone
+        ``a1 + a2 (t+1)^a3`` are weighted by their Schwarz (BIC) weights: the family wins where
+        the data show a knee or a decline, the monotone curve where they show a slow,
+        heavy-tailed rise.
         """
         t = z.size - 1
         finite = np.flatnonzero(np.isfinite(z))
         tf = finite.astype(np.float64)
         y = z[finite]
-        end = self._budget_end(t)
+        end = self._budget_end(origin + t) - origin
         ahead = np.arange(t + 1, end + 1, dtype=np.float64)
         fam = get_family(self._family)
         auto = self._keep == "auto"
         main = forecast(fam, np.asarray(params), tf, y, ahead, fitted_sd=auto)
         resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
-        scale = max(abs(float(z[best])), float(np.ptp(y)))
+        scale = max(abs(top), float(np.ptp(y)))
         threshold = max(resolution, self._tolerance * main.noise, _MIN_GAIN * scale)
-        level = float(z[best]) + threshold
+        level = top + threshold
         chance = main.chance(level)
         if finite.size >= MONOTONE.n_params + _MIN_DOF:
             other = forecast(MONOTONE, fit_monotone(tf, y), tf, y, ahead, fitted_sd=False)
@@ -709,11 +777,12 @@ class KneeRule:
                 (main.noise, fam.n_params), (other.noise, MONOTONE.n_params), finite.size
             )
             chance = (1.0 - w) * chance + w * other.chance(level)
-        keep = best
+        keep = origin + best_observed_epoch(z)
         if auto:
             est = shrunk(y, main.fitted, main.fitted_sd, main.noise)
-            keep = int(finite[int(np.argmax(est))]) if np.any(np.isfinite(est)) else best
-        return Evidence(chance, threshold, main.noise, end, keep)
+            if np.any(np.isfinite(est)):
+                keep = origin + int(finite[int(np.argmax(est))])
+        return Evidence(chance, threshold, main.noise, origin + end, keep)
 
     def _budget_end(self, t: int) -> int:
         """Last epoch the evidence rule looks at: ``max_epochs``, or ``2 t`` without one."""

@@ -334,3 +334,18 @@ def test_knee_pruner_takes_the_same_rule_and_options_as_the_planner() -> None:
         KneePruner(rule="paper")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"risk must lie in \(0, 1\)"):
         KneePruner(risk=2.0)
+
+
+def test_knee_pruner_takes_the_schedule_hint() -> None:
+    from stageplan import KneeRule
+
+    pruner = KneePruner(max_epochs=100, schedule="cosine")
+    assert pruner.rule == KneeRule(max_epochs=100, schedule="cosine")
+    assert pruner.rule.evidence_origin() == 80
+    with pytest.raises(ValueError, match="schedule must be one of .* got 'step'"):
+        KneePruner(max_epochs=100, schedule="step")
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    trial = study.ask()
+    for step in range(85):  # flat and noisy while the LR is high: never pruned before 80 + 10
+        trial.report(60.0 + (2.0 if step % 2 else -2.0), step)
+        assert not trial.should_prune()

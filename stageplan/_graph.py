@@ -406,6 +406,7 @@ class TransitionGraph:
         learning_rates: Sequence[float],
         samplings: Sequence[str] = ("consecutive", "uniform"),
         extended: bool = True,
+        start_clip_lengths: int | None = None,
     ) -> TransitionGraph:
         """The transition graph of Qiu et al. (2021): clip length x learning rate x sampling.
 
@@ -414,6 +415,11 @@ class TransitionGraph:
             learning_rates: Decreasing learning rates, e.g. ``(0.01, 0.001, 0.0001)``.
             samplings: Sampling strategies; each gets its own sub-graph and final state.
             extended: Also allow "one clip length shorter and one learning rate lower".
+            start_clip_lengths: How many of the shortest clip lengths training may start at
+                (at the first learning rate). ``None``: the paper's 2 (1 with one clip
+                length), which never starts at the longest of three or more;
+                ``len(clip_lengths)`` lets the plan start anywhere, for workloads where short
+                clips learn slowly (one more transition per sampling for each extra length).
 
         Example:
             >>> g = TransitionGraph.paper(clip_lengths=[16, 32, 64],
@@ -433,9 +439,18 @@ class TransitionGraph:
             raise GraphError(f"learning_rates must be strictly decreasing, got {lrs}")
         if not samplings:
             raise GraphError("samplings must name at least one sampling strategy")
+        if start_clip_lengths is None:
+            start_clip_lengths = min(2, len(clips))
+        if (isinstance(start_clip_lengths, bool) or not isinstance(start_clip_lengths, int)
+                or not 1 <= start_clip_lengths <= len(clips)):
+            raise GraphError(
+                f"start_clip_lengths must be an integer from 1 to {len(clips)} (the number of "
+                f"clip lengths), got {start_clip_lengths!r}"
+            )
         return cls.grid(
             ("clip_length", clips),
             ("learning_rate", lrs),
             groups={"sampling": list(samplings)},
             extended=extended,
+            n_start_targets=start_clip_lengths,
         )

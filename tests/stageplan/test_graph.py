@@ -40,6 +40,22 @@ def test_paper_graph_rules_exactly() -> None:
         assert (di, dj) in {(1, 0), (0, 1), (-1, 1)}, (a.name, b.name)
 
 
+@pytest.mark.parametrize("start", [1, 2, 3])
+def test_paper_graph_start_clip_lengths(start: int) -> None:
+    clips, lrs = [8, 16, 32], [0.05, 0.005]
+    g = TransitionGraph.paper(clip_lengths=clips, learning_rates=lrs, start_clip_lengths=start)
+    for sampling in ("consecutive", "uniform"):
+        firsts = sorted(b["clip_length"] for a, b in _by_sampling(g, sampling) if a == g.start)
+        assert firsts == clips[:start]
+    others = [(a, b) for a, b in g.edges if a != g.start]
+    default = TransitionGraph.paper(clip_lengths=clips, learning_rates=lrs)
+    assert others == [(a, b) for a, b in default.edges if a != default.start]
+    # None is the paper's 2 (1 when there is only one clip length)
+    assert sum(a == default.start for a, _ in default.edges) == 2 * 2
+    one = TransitionGraph.paper(clip_lengths=[16], learning_rates=lrs)
+    assert sum(a == one.start for a, _ in one.edges) == 2
+
+
 def test_paper_graph_2x3_ssv2_setting() -> None:
     g = TransitionGraph.paper(clip_lengths=[16, 32], learning_rates=[0.04, 0.004, 0.0004])
     # basic: 3 clip raises + 4 LR drops; extended adds 2; plus 2 start edges
@@ -138,6 +154,10 @@ def test_no_final_state() -> None:
         ({"clip_lengths": [0, 16], "learning_rates": [0.1]}, "positive integers"),
         ({"clip_lengths": [16], "learning_rates": [-1.0]}, "positive numbers"),
         ({"clip_lengths": [16], "learning_rates": [0.1], "samplings": ()}, "at least one"),
+        ({"clip_lengths": [16, 32], "learning_rates": [0.1], "start_clip_lengths": 3},
+         "start_clip_lengths must be an integer from 1 to 2 .*got 3"),
+        ({"clip_lengths": [16, 32], "learning_rates": [0.1], "start_clip_lengths": 0},
+         "start_clip_lengths must be an integer from 1 to 2 .*got 0"),
     ],
 )
 def test_paper_graph_bad_arguments(kwargs, match) -> None:  # type: ignore[no-untyped-def]

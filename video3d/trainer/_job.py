@@ -47,6 +47,7 @@ def graph_for(config: TrainConfig) -> TransitionGraph:
     return TransitionGraph.paper(
         clip_lengths=list(config.clip_lengths), learning_rates=list(config.learning_rates),
         samplings=tuple(config.samplings), extended=config.extended,
+        start_clip_lengths=config.start_clip_lengths,
     )
 
 

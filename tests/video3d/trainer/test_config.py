@@ -55,6 +55,15 @@ def test_paper_graph_sizes() -> None:
     assert len(graph_for(get_preset("ssv2")).edges) == 2 * 11
 
 
+def test_events_plans_may_start_at_every_clip_length() -> None:
+    cfg = get_preset("events")
+    graph = graph_for(cfg)
+    starts = {(b["sampling"], b["clip_length"]) for a, b in graph.edges if a == graph.start}
+    assert starts == {(s, c) for s in cfg.samplings for c in cfg.clip_lengths}
+    paper = graph_for(cfg.replace(start_clip_lengths=None))
+    assert {b["clip_length"] for a, b in paper.edges if a == paper.start} == {8, 16}
+
+
 @pytest.mark.parametrize(
     ("clip", "expected"), [(16, (16, 4)), (32, (8, 8)), (64, (4, 16)), (128, (2, 32))]
 )
@@ -90,6 +99,7 @@ def test_replace_rejects_unknown_keys_naming_valid_ones() -> None:
         ({"test_crops": 2}, "test_crops must be 1 or 3"),
         ({"short_side": [16, 20]}, "short_side must be"),
         ({"clip_lengths": 16}, "must be a list"),
+        ({"start_clip_lengths": 4}, "start_clip_lengths must be null or an integer from 1 to 3"),
     ],
 )
 def test_bad_values_are_named(changes: dict[str, object], match: str) -> None:

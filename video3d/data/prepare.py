@@ -109,7 +109,9 @@ def prepare_video(
         width, height = target_size(reader.width, reader.height, short_side)
         rate = reader._rate
         assert rate is not None
-        params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0"
+        # mbtree=0: x264's macroblock-tree code (AVX-512) reads memory it never wrote, so the
+        # same source would prepare to different bytes from run to run (see synthetic._encode).
+        params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:mbtree=0"
         options = {"crf": str(crf), "preset": preset, "x264-params": params, "threads": "1"}
         if fastdecode:
             options["tune"] = "fastdecode"

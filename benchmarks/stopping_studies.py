@@ -12,7 +12,9 @@ Pruners: none (``NopPruner``), ``MedianPruner()``, ``PercentilePruner(25.0)``,
 ``ThresholdPruner`` (see below), ``PatientPruner(None, patience=p)``, and
 :class:`stageplan.integrations.optuna.KneePruner`: ``knee`` (the default evidence rule,
 ``KneePruner()``),
-``knee_max_epochs`` (the same told the trial's step budget), ``knee_paper`` (the paper's rule,
+``knee_max_epochs`` (the same told the trial's step budget), ``knee_schedule`` (the same
+also told the trials' LR schedule: ``schedule="cosine"`` on the NB201 study, else as
+``knee_max_epochs``), ``knee_paper`` (the paper's rule,
 the pruner's default before the evidence rule) and ``knee_guarded`` (the guarded paper rule).
 
 **Split by source repository**: the ``study_split`` column is ``tune`` for studies whose
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import json
 import math
 import os
@@ -102,6 +105,7 @@ def pruners(
     q = at20[len(at20) // 4] if mode == "max" else at20[(3 * len(at20)) // 4]
     threshold = {"lower": q} if mode == "max" else {"upper": q}
     knee = _knee_pruner_class()
+    schedule = "cosine" if all(c.cosine for c in curves) else "constant"
     out: dict[str, Callable[[], Any]] = {
         "none": P.NopPruner,
         "median": P.MedianPruner,
@@ -113,6 +117,9 @@ def pruners(
         "patient20": lambda: P.PatientPruner(None, patience=20),
         "knee": lambda: knee(KneeRule(), cache),
         "knee_max_epochs": lambda: knee(KneeRule(max_epochs=n_epochs - 1), cache),
+        "knee_schedule": lambda: knee(
+            KneeRule(max_epochs=n_epochs - 1, schedule=schedule), cache
+        ),
         "knee_paper": lambda: knee(KneeRule.paper("exp", delay=10), cache),
         "knee_guarded": lambda: knee(KneeRule.paper("exp", delay=10, **ROBUST), cache),
     }
@@ -176,14 +183,18 @@ def replay(
     }
 
 
-def run_study(job: tuple[str, list[_curves.Curve], int, bool]) -> list[dict[str, Any]]:
+def run_study(
+    job: tuple[str, list[_curves.Curve], int, bool, tuple[str, ...]],
+) -> list[dict[str, Any]]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name, curves, seeds, quick = job
+    name, curves, seeds, quick, names = job
     cache: dict[Any, Any] = {}
     rows = []
     for pname, make in pruners(curves, quick, cache).items():
+        if names and not any(fnmatch.fnmatchcase(pname, p) for p in names):
+            continue
         start = time.perf_counter()
         for seed in range(seeds):
             r = replay(curves, make, seed, knee=pname.startswith("knee"))
@@ -290,15 +301,29 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=None, help="summary JSON (default: results/)")
     parser.add_argument("--plot", type=Path, default=None, help="Pareto PNG")
+    parser.add_argument(
+        "--pruners", default="", help="comma-separated pruner names or shell patterns (all)"
+    )
+    parser.add_argument(
+        "--studies", default="", help="comma-separated study names or shell patterns (all)"
+    )
     args = parser.parse_args(argv)
     seeds = 2 if args.quick else args.seeds
+    names = tuple(x for x in args.pruners.split(",") if x)
+    study_names = tuple(x for x in args.studies.split(",") if x)
     stem = "stopping_studies_quick" if args.quick else "stopping_studies"
     out = args.out or RESULTS / f"{stem}.json"
     png = args.plot or (None if args.quick else RESULTS / f"{stem}.png")
 
     groups = select(args.quick, args.nb201_every)
+    if study_names:
+        groups = {
+            k: v for k, v in groups.items() if any(fnmatch.fnmatchcase(k, p) for p in study_names)
+        }
+        if not groups:
+            parser.error(f"--studies {list(study_names)} match no study")
     jobs = sorted(
-        ((name, cs, seeds, args.quick) for name, cs in groups.items()),
+        ((name, cs, seeds, args.quick, names) for name, cs in groups.items()),
         key=lambda j: -sum(len(c.values) for c in j[1]),
     )
     start = time.perf_counter()

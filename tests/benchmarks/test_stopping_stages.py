@@ -89,3 +89,17 @@ def test_plateau_rule_matches_torch_reduce_lr_on_plateau(
             expected = t
             break
     assert bench.plateau_stop(values, mode, patience, threshold) == expected
+
+
+def test_rules_option_selects_by_name_or_pattern(tmp_path: pathlib.Path) -> None:
+    bench = _load("stopping_stages")
+    assert set(bench.selected_rules(True, ["oracle-*", "evidence"])) == {"oracle-0.2", "evidence"}
+    with pytest.raises(ValueError, match=r"\['nope\*'\] match no rule"):
+        bench.selected_rules(True, ["nope*"])
+    out = tmp_path / "s.json"
+    rows = bench.main(
+        ["--quick", "--workers", "1", "--rules", "oracle-*", "--split", "held_out",
+         "--out", str(out)]
+    )
+    assert {r["rule"] for r in rows} == {"oracle-0.2"}
+    assert {r["split"] for r in rows} == {"held_out", "all"}

@@ -672,7 +672,12 @@ class KneeRule:
 
         def make(stop: bool, reason: str, knee_epoch: int | None, message: str) -> KneeDecision:
             at = knee_epoch if knee_epoch is not None else peak
-            fitted = sign * float(curve(self._family, params, float(at - origin)))
+            # the fit covers the epochs from ``origin`` on; none is claimed for earlier ones
+            fitted = (
+                sign * float(curve(self._family, params, float(at - origin)))
+                if at >= origin
+                else None
+            )
             return KneeDecision(
                 stop,
                 reason,

@@ -117,3 +117,14 @@ def test_a_cosine_curve_that_diverges_in_its_high_lr_phase_still_stops() -> None
     values = [30.0, 40.0] + [math.nan] * 12
     d = KneeRule(max_epochs=100, schedule="cosine").decide(values)
     assert d.stop and d.reason == "diverged" and d.knee_epoch == 1
+
+
+def test_a_best_epoch_before_the_annealed_window_is_kept_without_a_fitted_value() -> None:
+    budget = 60
+    origin = anneal_origin(budget)
+    values = [50.0] * origin
+    values[5] = 95.0  # a spike in the high-LR phase, never reached again
+    values += [60.0 + 0.01 * (-1) ** k for k in range(budget + 1 - origin)]
+    d = _run(KneeRule(max_epochs=budget, schedule="cosine"), np.asarray(values))
+    assert d.stop and d.knee_epoch == 5 and d.fitted_value is None
+    assert d.epoch >= origin + 10

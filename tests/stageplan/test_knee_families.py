@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from stageplan.knee import FAMILIES, curve, fit_curve, get_family, knee_of, resolve_family
@@ -126,8 +126,28 @@ def test_every_valid_curve_is_unimodal(case: tuple[str, tuple[float, ...]]) -> N
 @given(st.sampled_from(["exp", "power"]), st.data())
 def test_fit_recovers_random_noiseless_curves(family: str, data: st.DataObject) -> None:
     params = _random_params(family, data.draw)
+    # A rate or exponent near 0 makes the curve nearly linear in t (exp) or log t (power):
+    # the amplitude and the rate trade off along a ridge and cannot be recovered (see the
+    # next test); the property is stated for identifiable curves.
+    assume(params[2] <= -0.05)
     t = np.arange(80.0)
     y = curve(family, params, t)
     fit = fit_curve(t, y, family)
     assert fit.success, fit.message
     assert fit.rmse <= 1e-3 * max(1.0, float(np.ptp(y)))
+
+
+@pytest.mark.parametrize("rate", [-1 / 64, -1 / 1024])
+@pytest.mark.parametrize("family", ["exp", "power"])
+def test_fit_of_a_nearly_degenerate_curve_fails_cleanly(family: str, rate: float) -> None:
+    """A nearly linear (exp) or logarithmic (power) curve: the fit either recovers it or says
+    it did not converge, with finite bookkeeping and no exception (the rule then keeps
+    training: ``fit_failed``)."""
+    t = np.arange(80.0)
+    y = curve(family, (0.0, -1.0, rate, 0.0, 0.0), t)
+    fit = fit_curve(t, y, family)
+    if fit.success:
+        assert fit.rmse <= 1e-3 * max(1.0, float(np.ptp(y)))
+    else:
+        assert "did not converge" in fit.message and fit.nfev > 0
+

@@ -578,6 +578,34 @@ class KneeRule:
         """Return a :class:`KneeTracker` that feeds values one epoch at a time (warm starts)."""
         return KneeTracker(self, mode=mode)
 
+    def replay(self, values: Sequence[float] | FloatArray, *, mode: str = "max") -> KneeDecision:
+        """What the rule would have done on a recorded curve: ``values`` are fed to a fresh
+        :meth:`tracker` one epoch at a time until it says stop.
+
+        Returns:
+            The decision at the first stop, or after the last value if it never stops.
+
+        Raises:
+            ValueError: ``mode`` is not "max"/"min" or ``values`` is empty.
+
+        Example:
+            >>> curve = [0.5, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+            >>> d = KneeRule(delay=2).replay(curve)
+            >>> d.stop, d.reason, d.epoch, d.knee_epoch
+            (True, 'converged', 6, 2)
+            >>> KneeRule(delay=2, ceiling=1.0).replay(curve).epoch  # told the metric's best
+            2
+        """
+        tracker = self.tracker(mode=mode)
+        decision: KneeDecision | None = None
+        for value in values:
+            decision = tracker.update(float(value))
+            if decision.stop:
+                break
+        if decision is None:
+            raise ValueError("values must hold at least one epoch's value, got none")
+        return decision
+
     def decide(
         self,
         values: Sequence[float] | FloatArray,

@@ -430,3 +430,17 @@ def test_cosine_curve_is_outside_the_rules_assumptions() -> None:
     # the patience guard (best observed value still recent) lets it run much longer
     patient = _run(KneeRule.paper("exp", delay=10, patience=20), values)
     assert patient.epoch > decision.epoch + 20
+
+
+def test_replay_stops_where_the_tracker_first_stops() -> None:
+    from stageplan.knee import KneeRule
+
+    values = [0.9907] * 4 + [1.0] * 6  # the main job's curve: stops at epoch 6
+    rule = KneeRule(delay=3)
+    tracker = rule.tracker()
+    first = next(d for d in map(tracker.update, values) if d.stop)
+    assert rule.replay(values) == first and first.epoch < len(values) - 1
+    never = rule.replay(values[:3])  # too short to stop: the decision after the last value
+    assert not never.stop and never.epoch == 2
+    with pytest.raises(ValueError, match="at least one epoch's value"):
+        rule.replay([])

@@ -26,15 +26,6 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "real_curves_subset
 SATURATED = [0.9907, 0.9907, 0.9907, 0.9907, 1.0, 1.0, 1.0, 1.0, 1.0]  # the main job's curve
 
 
-def _run(rule: KneeRule, values: Any, mode: str = "max") -> KneeDecision:
-    tracker = rule.tracker(mode=mode)
-    decision = None
-    for v in values:
-        decision = tracker.update(float(v))
-        if decision.stop:
-            break
-    assert decision is not None
-    return decision
 
 
 # -- pure helpers, against brute force ----------------------------------------------------------
@@ -152,30 +143,30 @@ def test_constructor_rejects_bad_evidence_options(kwargs: dict[str, Any], match:
 
 def test_flat_curve_stops_as_soon_as_the_evidence_can_be_read() -> None:
     # exp has 5 parameters: the evidence needs 5 + 2 values, i.e. epoch 6
-    d = _run(KneeRule(delay=3, max_epochs=50), [0.7] * 50)
+    d = KneeRule(delay=3, max_epochs=50).replay([0.7] * 50)
     assert (d.stop, d.reason, d.epoch, d.knee_epoch) == (True, "converged", 6, 0)
     assert d.gain_chance is not None and d.gain_chance < 0.2
 
 
 def test_saturated_curve_of_the_main_job_stops_before_the_cap() -> None:
     """The curve that ran to the 8-epoch cap in the main job under the paper's rule."""
-    paper = _run(KneeRule.paper(delay=3, max_epochs=8), SATURATED)
+    paper = KneeRule.paper(delay=3, max_epochs=8).replay(SATURATED)
     assert (paper.reason, paper.epoch) == ("max_epochs", 8)
-    d = _run(KneeRule(delay=3, max_epochs=8), SATURATED)
+    d = KneeRule(delay=3, max_epochs=8).replay(SATURATED)
     assert d.stop and d.reason == "converged" and d.epoch <= 6
     assert SATURATED[d.knee_epoch] == 1.0  # keeps a checkpoint at the ceiling
     # told the metric's ceiling, it stops the first epoch that reaches it
-    d = _run(KneeRule(delay=3, max_epochs=8, ceiling=1.0), SATURATED)
+    d = KneeRule(delay=3, max_epochs=8, ceiling=1.0).replay(SATURATED)
     assert (d.reason, d.epoch, d.knee_epoch) == ("ceiling", 4, 4)
     # a loss at its floor, in min mode
-    d = _run(KneeRule(delay=3, max_epochs=8, ceiling=0.0), [0.5, 0.2, 0.0, 0.0], mode="min")
+    d = KneeRule(delay=3, max_epochs=8, ceiling=0.0).replay([0.5, 0.2, 0.0, 0.0], mode="min")
     assert (d.reason, d.epoch, d.knee_epoch) == ("ceiling", 2, 2)
 
 
 def test_a_curve_still_climbing_is_not_stopped() -> None:
     t = np.arange(101)
     values = 80 - 60 * np.exp(-0.02 * t)  # a third of the rise still to come at epoch 60
-    d = _run(KneeRule(max_epochs=100), values)
+    d = KneeRule(max_epochs=100).replay(values)
     assert (d.reason, d.epoch) == ("max_epochs", 100)
     # the paper's rule, without a budget, is not told that the run is short either
     assert KneeRule(max_epochs=100).decide(values[:40]).gain_chance == pytest.approx(1.0)
@@ -186,7 +177,7 @@ def test_noisy_plateau_stops_well_before_the_budget_and_keeps_the_best(seed: int
     rng = np.random.default_rng(seed)
     t = np.arange(201)
     values = 90 - 20 * np.exp(-0.3 * t) + rng.normal(0, 0.3, t.size)
-    d = _run(KneeRule(max_epochs=200), values)
+    d = KneeRule(max_epochs=200).replay(values)
     assert d.stop and d.reason == "converged"
     assert d.epoch < 150  # the plateau starts near epoch 20; measured stops at 64-105
     seen = values[: d.epoch + 1]
@@ -198,8 +189,8 @@ def test_min_mode_mirrors_max_mode() -> None:
     rng = np.random.default_rng(5)
     t = np.arange(80)
     acc = 70 - 30 * np.exp(-0.15 * t) + rng.normal(0, 0.4, t.size)
-    up = _run(KneeRule(max_epochs=79), acc)
-    down = _run(KneeRule(max_epochs=79), -acc, mode="min")
+    up = KneeRule(max_epochs=79).replay(acc)
+    down = KneeRule(max_epochs=79).replay(-acc, mode="min")
     assert (up.stop, up.reason, up.epoch, up.knee_epoch) == (
         down.stop, down.reason, down.epoch, down.knee_epoch
     )
@@ -231,9 +222,9 @@ def test_evidence_decision_round_trips_with_its_chance() -> None:
 
 def test_nan_values_are_never_kept_and_diverged_still_stops() -> None:
     values = [0.0, 5.0, 7.0, 8.0, math.nan, 8.5, 8.6, 8.6, 8.6, 8.6, 8.6, 8.6, 8.6, 8.6, 8.6]
-    d = _run(KneeRule(delay=3, max_epochs=14), values)
+    d = KneeRule(delay=3, max_epochs=14).replay(values)
     assert d.knee_epoch is not None and math.isfinite(values[d.knee_epoch])
-    d = _run(KneeRule(delay=3), [1.0, 2.0, math.nan, math.nan, math.nan])
+    d = KneeRule(delay=3).replay([1.0, 2.0, math.nan, math.nan, math.nan])
     assert (d.reason, d.knee_epoch) == ("diverged", 1)
 
 
@@ -253,7 +244,7 @@ def _fixture_stages(kind: str) -> list[tuple[str, np.ndarray, str]]:
 @pytest.mark.parametrize("stage", _fixture_stages("post_drop"), ids=lambda s: s[0][:32])
 def test_post_drop_stage_stops_early_near_the_best(stage: tuple[str, np.ndarray, str]) -> None:
     _, values, mode = stage
-    d = _run(KneeRule(max_epochs=values.size - 1), values, mode=mode)
+    d = KneeRule(max_epochs=values.size - 1).replay(values, mode=mode)
     assert d.stop and d.reason == "converged"
     assert d.epoch < values.size - 1  # measured: stops at 30-89% of the stage
     # measured 0.00-0.82 points below the stage's best (a late noise spike sets the best)
@@ -263,8 +254,8 @@ def test_post_drop_stage_stops_early_near_the_best(stage: tuple[str, np.ndarray,
 def test_cosine_curve_runs_nearly_to_its_end() -> None:
     """A cosine curve rises to the end: the evidence rule waits where the paper's rule did not."""
     _, values, mode = _fixture_stages("cosine")[0]
-    paper = _run(KneeRule.paper(max_epochs=values.size - 1), values, mode=mode)
-    d = _run(KneeRule(max_epochs=values.size - 1), values, mode=mode)
+    paper = KneeRule.paper(max_epochs=values.size - 1).replay(values, mode=mode)
+    d = KneeRule(max_epochs=values.size - 1).replay(values, mode=mode)
     assert d.epoch > 0.8 * (values.size - 1) > paper.epoch
     assert values.max() - values[d.knee_epoch] <= 1.0
 

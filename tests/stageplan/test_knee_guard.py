@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from stageplan.knee import KneeDecision, KneeRule
+from stageplan.knee import KneeRule
 from stageplan.knee._rule import (
     best_observed_epoch,
     last_improvement_epoch,
@@ -33,15 +33,6 @@ finite_or_nan = st.one_of(
 )
 
 
-def _run(rule: KneeRule, values: Any, mode: str = "max") -> KneeDecision:
-    tracker = rule.tracker(mode=mode)
-    decision = None
-    for v in values:
-        decision = tracker.update(float(v))
-        if decision.stop:
-            break
-    assert decision is not None
-    return decision
 
 
 @settings(max_examples=60, deadline=None)
@@ -122,8 +113,8 @@ def test_keep_best_keeps_the_best_observed_epoch_and_reports_the_fitted_peak() -
     rng = np.random.default_rng(0)
     t = np.arange(80)
     values = 80 - 60 * np.exp(-0.2 * t) - 0.01 * t**2 + rng.normal(0, 0.3, t.size)
-    knee = _run(KneeRule.paper("exp", delay=10), values)
-    best = _run(KneeRule.paper("exp", delay=10, keep="best"), values)
+    knee = KneeRule.paper("exp", delay=10).replay(values)
+    best = KneeRule.paper("exp", delay=10, keep="best").replay(values)
     assert knee.stop and best.stop and knee.epoch == best.epoch
     assert best.peak_epoch == knee.peak_epoch
     assert best.knee_epoch == int(np.argmax(values[: best.epoch + 1]))
@@ -164,9 +155,9 @@ def test_guard_runs_cosine_like_curves_to_their_end() -> None:
     for seed in range(4):
         values = _cosine_like(200, seed)
         best = values.max()
-        paper = _run(KneeRule.paper("exp", delay=10, max_epochs=199), values)
+        paper = KneeRule.paper("exp", delay=10, max_epochs=199).replay(values)
         early += paper.epoch < 120 and best - values[paper.knee_epoch] > 5
-        guarded = _run(KneeRule.paper("exp", 10, max_epochs=199, **GUARD), values)
+        guarded = KneeRule.paper("exp", 10, max_epochs=199, **GUARD).replay(values)
         assert guarded.epoch >= 150 and best - values[guarded.knee_epoch] < 1.0
     # the paper's rule stops far too early on some of them (42% of the real NB201 curves)
     assert early >= 1
@@ -177,8 +168,8 @@ def test_guard_still_stops_on_a_plateau_with_creep() -> None:
     t = np.arange(51)
     values = 90 + 4 * (1 - np.exp(-t / 3)) + 0.004 * t + rng.normal(0, 0.1, t.size)
     values[0] = 89.0
-    d = _run(KneeRule.paper("exp", 10, max_epochs=50, **GUARD), values)
-    paper = _run(KneeRule.paper("exp", 10, max_epochs=50), values)
+    d = KneeRule.paper("exp", 10, max_epochs=50, **GUARD).replay(values)
+    paper = KneeRule.paper("exp", 10, max_epochs=50).replay(values)
     assert d.reason == "knee" and d.epoch <= 40 and d.epoch <= paper.epoch + 5
     assert values.max() - values[d.knee_epoch] <= 0.2
 
@@ -190,15 +181,15 @@ def _fixture(prefix: str) -> dict[str, Any]:
 
 def test_guard_on_the_real_nb201_cosine_curve() -> None:
     values = _fixture("nb201_mintal/arch_0")["values"]
-    d = _run(KneeRule.paper("exp", 10, max_epochs=len(values) - 1, **GUARD), values)
+    d = KneeRule.paper("exp", 10, max_epochs=len(values) - 1, **GUARD).replay(values)
     assert max(values) - values[d.knee_epoch] <= 1.0
-    paper = _run(KneeRule.paper("exp", 10, max_epochs=len(values) - 1), values)
+    paper = KneeRule.paper("exp", 10, max_epochs=len(values) - 1).replay(values)
     assert max(values) - values[paper.knee_epoch] > 10
 
 
 def test_guard_after_a_real_lr_drop_saves_epochs() -> None:
     curve = _fixture("Adabelief-Optimizer/resnet-sgd")
     values = curve["values"][149:]  # epoch 0 = the last epoch before the drop at 151
-    d = _run(KneeRule.paper("exp", 10, max_epochs=len(values) - 1, **GUARD), values)
+    d = KneeRule.paper("exp", 10, max_epochs=len(values) - 1, **GUARD).replay(values)
     assert d.reason == "knee" and len(values) - 1 - d.epoch >= 10
     assert max(values) - values[d.knee_epoch] <= 0.3

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from stageplan.knee import KneeDecision, KneeRule
+from stageplan.knee import KneeRule
 from stageplan.knee._rule import ANNEALED, anneal_origin
 
 
@@ -23,15 +23,6 @@ def _cosine_curve(budget: int, seed: int) -> np.ndarray:
     return true + noise  # type: ignore[no-any-return]
 
 
-def _run(rule: KneeRule, values: np.ndarray) -> KneeDecision:
-    tracker = rule.tracker()
-    decision = None
-    for v in values:
-        decision = tracker.update(float(v))
-        if decision.stop:
-            break
-    assert decision is not None
-    return decision
 
 
 @settings(max_examples=200, deadline=None)
@@ -71,7 +62,7 @@ def test_no_stop_on_the_evidence_while_the_cosine_lr_is_high() -> None:
     early_stops = 0
     for seed in range(8):
         values = _cosine_curve(budget, seed)
-        d = _run(hinted, values)
+        d = hinted.replay(values)
         assert d.epoch >= origin + hinted.delay
         assert d.knee_epoch is not None
         assert float(values.max() - values[d.knee_epoch]) < 0.5
@@ -79,7 +70,7 @@ def test_no_stop_on_the_evidence_while_the_cosine_lr_is_high() -> None:
             warm = hinted.decide(values[: t + 1])
             assert warm.reason == "warmup" and not warm.stop
         # without the hint the same rule can stop on the flat, noisy high-LR phase
-        blind = _run(KneeRule(max_epochs=budget), values)
+        blind = KneeRule(max_epochs=budget).replay(values)
         early_stops += blind.epoch < origin
     assert early_stops >= 1
 
@@ -125,6 +116,6 @@ def test_a_best_epoch_before_the_annealed_window_is_kept_without_a_fitted_value(
     values = [50.0] * origin
     values[5] = 95.0  # a spike in the high-LR phase, never reached again
     values += [60.0 + 0.01 * (-1) ** k for k in range(budget + 1 - origin)]
-    d = _run(KneeRule(max_epochs=budget, schedule="cosine"), np.asarray(values))
+    d = KneeRule(max_epochs=budget, schedule="cosine").replay(np.asarray(values))
     assert d.stop and d.knee_epoch == 5 and d.fitted_value is None
     assert d.epoch >= origin + 10

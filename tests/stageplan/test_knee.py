@@ -436,7 +436,7 @@ def test_replay_stops_where_the_tracker_first_stops() -> None:
     from stageplan.knee import KneeRule
 
     values = [0.9907] * 4 + [1.0] * 6  # the main job's curve: stops at epoch 6
-    rule = KneeRule(delay=3)
+    rule = KneeRule(delay=3, max_epochs=8)
     tracker = rule.tracker()
     first = next(d for d in map(tracker.update, values) if d.stop)
     assert rule.replay(values) == first and first.epoch < len(values) - 1

@@ -73,6 +73,9 @@ class TrainConfig:
             ``"paper"`` (the authors' ``t >= t* + T``).
         knee_ceiling: The planning metric's best value (an accuracy: 1.0); the evidence rule
             stops a transition that reaches it. ``None``: no ceiling.
+        knee_resolution: The smallest change of the planning metric the evidence rule counts
+            as a gain (e.g. one validation video's share); 0: the rule estimates it from the
+            values' spacing (see :class:`stageplan.knee.KneeRule`).
         max_epochs: Epoch cap of one transition.
         val_size: Internal validation split (videos, or a fraction of the training list).
         cache_videos: Decode every video once and keep the frames in memory (small sets).
@@ -118,6 +121,7 @@ class TrainConfig:
     knee_family: str = "exp"
     knee_method: str = "evidence"
     knee_ceiling: float | None = 1.0
+    knee_resolution: float = 0.0
     max_epochs: int = 300
     val_size: float | int = 0.1
     cache_videos: bool = False
@@ -138,7 +142,7 @@ class TrainConfig:
         if self.knee_method == "paper":
             return KneeRule.paper(self.knee_family, self.knee_delay, max_epochs=self.max_epochs)
         return KneeRule(self.knee_family, self.knee_delay, max_epochs=self.max_epochs,
-                        ceiling=self.knee_ceiling)
+                        ceiling=self.knee_ceiling, resolution=self.knee_resolution)
 
     def clip_batch(self, clip_length: int, world_size: int = 1) -> tuple[int, int]:
         """Per-device batch and gradient-accumulation steps for ``clip_length``.
@@ -265,6 +269,10 @@ def _validate(cfg: TrainConfig) -> None:
     need(cfg.knee_method in ("evidence", "paper"), "knee_method", "'evidence' or 'paper'")
     need(cfg.knee_ceiling is None or _is_number(cfg.knee_ceiling), "knee_ceiling",
          "a number or null")
+    need(_is_number(cfg.knee_resolution) and cfg.knee_resolution >= 0, "knee_resolution",
+         "a number >= 0")
+    need(cfg.knee_method == "evidence" or cfg.knee_resolution == 0, "knee_resolution",
+         "0 with knee_method='paper' (the paper's rule has no resolution)")
     vs = cfg.val_size
     need((_is_int(vs) and vs >= 1) or (isinstance(vs, float) and 0 < vs < 1), "val_size",
          "a video count >= 1 or a fraction in (0, 1)")

@@ -77,6 +77,8 @@ def test_clip_batch_keeps_the_effective_batch(clip: int, expected: tuple[int, in
 def test_rule_for_uses_the_preset() -> None:
     rule = rule_for(get_preset("synthetic"))
     assert (rule.delay, rule.max_epochs) == (3, 8)
+    assert rule.resolution == 0.0  # estimated from the values unless the config says
+    assert rule_for(get_preset("events").replace(knee_resolution=1 / 72)).resolution == 1 / 72
 
 
 def test_unknown_preset_lists_the_valid_ones() -> None:
@@ -100,6 +102,8 @@ def test_replace_rejects_unknown_keys_naming_valid_ones() -> None:
         ({"short_side": [16, 20]}, "short_side must be"),
         ({"clip_lengths": 16}, "must be a list"),
         ({"start_clip_lengths": 4}, "start_clip_lengths must be null or an integer from 1 to 3"),
+        ({"knee_resolution": -0.1}, "knee_resolution must be a number >= 0, got -0.1"),
+        ({"knee_resolution": 0.02, "knee_method": "paper"}, "knee_resolution must be 0 with"),
     ],
 )
 def test_bad_values_are_named(changes: dict[str, object], match: str) -> None:

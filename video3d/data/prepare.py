@@ -49,6 +49,7 @@ __all__ = [
     "prepare_dataset",
     "prepare_video",
     "target_size",
+    "x264_params",
 ]
 
 _LISTS = ("train.txt", "test.txt")
@@ -58,6 +59,23 @@ def _positive(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def x264_params(keyint: int) -> str:
+    """The ``x264-params`` of every H.264 file video3d writes (prepared and synthetic videos).
+
+    A key frame every ``keyint`` frames exactly (no scene-cut key frames), and ``mbtree=0``:
+    with x264's macroblock-tree rate control on, its AVX-512 code reads heap memory it never
+    wrote (x264 core 165 as PyAV ships it), so the same frames encoded to different bytes from
+    one process, or one point of a process, to the next (up to 52 grey levels apart once
+    decoded). Off, the bytes are the same whatever the heap holds, and the same as x264's
+    AVX/AVX2 code writes.
+
+    Example:
+        >>> x264_params(8)
+        'keyint=8:min-keyint=8:scenecut=0:mbtree=0'
+    """
+    return f"keyint={keyint}:min-keyint={keyint}:scenecut=0:mbtree=0"
 
 
 def target_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -109,10 +127,8 @@ def prepare_video(
         width, height = target_size(reader.width, reader.height, short_side)
         rate = reader._rate
         assert rate is not None
-        # mbtree=0: x264's macroblock-tree code (AVX-512) reads memory it never wrote, so the
-        # same source would prepare to different bytes from run to run (see synthetic._encode).
-        params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:mbtree=0"
-        options = {"crf": str(crf), "preset": preset, "x264-params": params, "threads": "1"}
+        options = {"crf": str(crf), "preset": preset, "x264-params": x264_params(keyint),
+                   "threads": "1"}
         if fastdecode:
             options["tune"] = "fastdecode"
         count = 0

@@ -162,16 +162,13 @@ def render_video(label: int, num_classes: int, frames: int, size: int,
 def _encode(path: Path, video: np.ndarray, fps: int, gop: int, crf: int) -> None:
     import av
 
-    # mbtree=0: with x264's macroblock-tree rate control on, its AVX-512 code reads heap
-    # memory it never wrote (x264 core 165 as PyAV ships it), so the same frames encoded to
-    # different bytes from one process, or one point of a process, to the next (a third of
-    # the videos; up to 52 grey levels apart once decoded). Off, the bytes are the same
-    # whatever the heap holds, and the same as x264's AVX/AVX2 code writes.
+    from video3d.data.prepare import x264_params  # byte-reproducible settings (mbtree off)
+
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream(
             "libx264", rate=fps,
             options={"crf": str(crf), "preset": "veryfast", "threads": "1",
-                     "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:mbtree=0"},
+                     "x264-params": x264_params(gop)},
         )
         stream.height, stream.width = video.shape[1:3]
         stream.pix_fmt = "yuv420p"

@@ -113,7 +113,6 @@ def test_cli_prepare_and_measure(tmp_path: Path, videos, capsys) -> None:
     assert "--keyint >= 1" in capsys.readouterr().err
 
 
-
 _PREPARE = """
 import sys
 from pathlib import Path

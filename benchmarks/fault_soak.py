@@ -229,8 +229,8 @@ def _arm_record_kill(store: Any, in_finish: list[bool], hit: Any) -> None:
 def _reference(quick: bool, root: Path) -> dict[str, Any]:
     """The uninterrupted plan, with one worker on a directory storage."""
     root.mkdir(parents=True, exist_ok=True)
-    config = _worker_config("dir", {"kind": "dir", "url": str(root / "ref")}, root, quick, None)
-    config["sleep"] = 0.0
+    config = _worker_config("dir", {"kind": "dir", "url": str(root / "ref")}, root, quick, None,
+                            sleep=0.0)
     proc = _spawn(config, root)
     _, err = proc.communicate(timeout=600)
     if proc.returncode != 0:
@@ -255,20 +255,18 @@ def _summary(store: Any, quick: bool) -> dict[str, Any]:
     }
 
 
-EPOCH_SLEEP = [0.01]
-"""Seconds each worker sleeps per trained epoch (``--epoch-sleep``)."""
-
-
 def _worker_config(
-    name: str, storage: dict[str, Any], root: Path, quick: bool, kill: dict[str, Any] | None
+    name: str, storage: dict[str, Any], root: Path, quick: bool, kill: dict[str, Any] | None,
+    *, sleep: float,
 ) -> dict[str, Any]:
+    """A worker's settings; ``sleep``: seconds it sleeps per trained epoch."""
     return {
         "storage": storage,
         "log": str(root / f"{name}.log"),
         "quick": quick,
         "kill": kill,
         "seed": random.getrandbits(32),
-        "sleep": EPOCH_SLEEP[0],
+        "sleep": sleep,
         "stale_after": 600.0,  # one host: a dead worker is found by its pid, at once
     }
 
@@ -301,10 +299,15 @@ def _postgres_database() -> tuple[str, Any] | None:
     url = new_postgres_database(server, prefix="stageplan_soak")
     return url, lambda: drop_postgres_database(url, server_url=server)
 
+
 def soak_one(
-    kind: str, kills: int, workers: int, quick: bool, reference: dict[str, Any], root: Path
+    kind: str, kills: int, workers: int, quick: bool, reference: dict[str, Any], root: Path,
+    *, epoch_sleep: float = 0.01,
 ) -> dict[str, Any]:
-    """Soak one storage; return its figures and the problems found (empty when all is well)."""
+    """Soak one storage; return its figures and the problems found (empty when all is well).
+
+    ``epoch_sleep``: seconds each worker sleeps per trained epoch (longer plans leave room for
+    more kills before the end)."""
     root.mkdir(parents=True)
     cleanup = None
     if kind == "dir":
@@ -320,7 +323,7 @@ def soak_one(
         url, cleanup = made
         storage = {"kind": "postgres", "url": url, "checkpoints": str(root / "checkpoints")}
     try:
-        return _soak(kind, storage, kills, workers, quick, reference, root)
+        return _soak(kind, storage, kills, workers, quick, reference, root, epoch_sleep)
     finally:
         if cleanup is not None:
             cleanup()
@@ -334,6 +337,7 @@ def _soak(
     quick: bool,
     reference: dict[str, Any],
     root: Path,
+    epoch_sleep: float,
 ) -> dict[str, Any]:
     started = time.monotonic()
     log = root / f"{kind}.log"
@@ -356,7 +360,7 @@ def _soak(
                 external = time.monotonic() + random.uniform(1.0, 4.0)
             else:
                 kill = {"kind": k, "after": random.randint(1, 4 if k != "report" else 12)}
-        config = _worker_config(kind, storage, root, quick, kill)
+        config = _worker_config(kind, storage, root, quick, kill, sleep=epoch_sleep)
         proc = _spawn(config, root)
         running[proc.pid] = (proc, config, external)
 
@@ -529,7 +533,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.epoch_sleep >= 0:
         parser.error(f"--epoch-sleep must be >= 0 seconds, got {args.epoch_sleep}")
-    EPOCH_SLEEP[0] = args.epoch_sleep
     if args.worker:
         worker_main(json.loads(Path(args.worker).read_text()))
         return 0
@@ -552,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         results = []
         for kind in kinds:
-            r = soak_one(kind, kills, args.workers, args.quick, reference, root / kind)
+            r = soak_one(kind, kills, args.workers, args.quick, reference, root / kind,
+                         epoch_sleep=args.epoch_sleep)
             results.append(r)
             if "skipped" in r:
                 print(f"{kind}: skipped ({r['skipped']})", flush=True)

@@ -107,11 +107,10 @@ class Outcome:
     regret_best: float
 
 
-# -- rules: each maps (values, mode) to (epochs spent, kept epoch) ------------------------------
+# -- rules: each maps (values, mode, the stage's LR schedule) to (epochs spent, kept epoch) -----
 
 
-Rule = Callable[[Sequence[float], str], tuple[int, int]]
-_SCHEDULE = "constant"  # the schedule of the stage being replayed (set by ``_replay``)
+Rule = Callable[[Sequence[float], str, str], tuple[int, int]]
 
 
 def knee_rule(family: str, delay: int, **options: Any) -> Rule:
@@ -122,16 +121,12 @@ def knee_rule(family: str, delay: int, **options: Any) -> Rule:
     """
     from stageplan.knee import KneeRule
 
-    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
-        given = {k: _SCHEDULE if v == SCHEDULE_HINT else v for k, v in options.items()}
+    def run(values: Sequence[float], mode: str, schedule: str) -> tuple[int, int]:
+        given = {k: schedule if v == SCHEDULE_HINT else v for k, v in options.items()}
         rule = KneeRule(family, delay=delay, max_epochs=len(values) - 1, **given)
-        tracker = rule.tracker(mode=mode)
-        for t, v in enumerate(values):
-            d = tracker.update(v)
-            if d.stop:
-                assert d.knee_epoch is not None
-                return t, d.knee_epoch
-        raise AssertionError("max_epochs must stop the rule")  # pragma: no cover
+        d = rule.replay(values, mode=mode)
+        assert d.stop and d.knee_epoch is not None, "max_epochs must stop the rule"
+        return d.epoch, d.knee_epoch
 
     return run
 
@@ -141,7 +136,7 @@ def patient_rule(patience: int) -> Rule:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
+    def run(values: Sequence[float], mode: str, schedule: str) -> tuple[int, int]:
         # wrapped_pruner=None: with a NopPruner inside, PatientPruner asks it and never prunes.
         pruner = optuna.pruners.PatientPruner(None, patience=patience)
         direction = "maximize" if mode == "max" else "minimize"
@@ -160,7 +155,7 @@ def patient_rule(patience: int) -> Rule:
 def oracle_rule(tolerance: float) -> Rule:
     """The hindsight oracle (see ``_curves.oracle_stop``): a reference, not a rule."""
 
-    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
+    def run(values: Sequence[float], mode: str, schedule: str) -> tuple[int, int]:
         t = _curves.oracle_stop(values, mode, tolerance)
         return t, _curves.best_index(values[: t + 1], mode)
 
@@ -188,7 +183,7 @@ def plateau_stop(values: Sequence[float], mode: str, patience: int, threshold: f
 
 
 def plateau_rule(patience: int, threshold: float) -> Rule:
-    def run(values: Sequence[float], mode: str) -> tuple[int, int]:
+    def run(values: Sequence[float], mode: str, schedule: str) -> tuple[int, int]:
         t = plateau_stop(values, mode, patience, threshold)
         return t, _curves.best_index(values[: t + 1], mode)
 
@@ -250,12 +245,11 @@ def selected_rules(quick: bool, patterns: Sequence[str]) -> dict[str, Rule]:
 def _replay(stage: _curves.Stage) -> list[Outcome]:
     import optuna
 
-    global _SCHEDULE
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _SCHEDULE = "cosine" if stage.kind == "cosine" else "constant"
+    schedule = "cosine" if stage.kind == "cosine" else "constant"
     out = []
     for name, run in selected_rules(_QUICK, _RULES).items():
-        spent, kept = run(stage.values, stage.mode)
+        spent, kept = run(stage.values, stage.mode, schedule)
         at_stop = _curves.best_index(stage.values[: spent + 1], stage.mode)
         out.append(
             Outcome(

@@ -13,6 +13,7 @@ logged value and it has one trained epoch fewer than the run.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -163,6 +164,17 @@ def oracle_stop(values: Sequence[float], mode: str, tolerance: float) -> int:
 
 TUNE_SOURCES = ("juntang-zhuang/Adabelief-Optimizer",)
 """The source repository the evidence rule's defaults were tuned on; every other is held out."""
+
+
+def selected(name: str, patterns: Sequence[str]) -> bool:
+    """Whether ``name`` matches one of the shell-style ``patterns`` (every name when empty):
+    the ``--rules`` / ``--pruners`` / ``--studies`` filters of the stopping benchmarks.
+
+    Example:
+        >>> selected("oracle-0.2", ["evidence*", "oracle-*"]), selected("knee", [])
+        (True, True)
+    """
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def split_of(source_repo: str, tune: Sequence[str] = TUNE_SOURCES) -> str:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fnmatch
 import json
 import math
 import os
@@ -236,10 +235,10 @@ def selected_rules(quick: bool, patterns: Sequence[str]) -> dict[str, Rule]:
     every = rules(quick)
     if not patterns:
         return every
-    unmatched = [p for p in patterns if not fnmatch.filter(every, p)]
+    unmatched = [p for p in patterns if not any(_curves.selected(k, [p]) for k in every)]
     if unmatched:
         raise ValueError(f"--rules {unmatched} match no rule; the rules are {sorted(every)}.")
-    return {k: v for k, v in every.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    return {k: v for k, v in every.items() if _curves.selected(k, patterns)}
 
 
 def _replay(stage: _curves.Stage) -> list[Outcome]:

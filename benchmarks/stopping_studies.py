@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fnmatch
 import json
 import math
 import os
@@ -193,7 +192,7 @@ def run_study(
     cache: dict[Any, Any] = {}
     rows = []
     for pname, make in pruners(curves, quick, cache).items():
-        if names and not any(fnmatch.fnmatchcase(pname, p) for p in names):
+        if not _curves.selected(pname, names):
             continue
         start = time.perf_counter()
         for seed in range(seeds):
@@ -317,9 +316,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     groups = select(args.quick, args.nb201_every)
     if study_names:
-        groups = {
-            k: v for k, v in groups.items() if any(fnmatch.fnmatchcase(k, p) for p in study_names)
-        }
+        groups = {k: v for k, v in groups.items() if _curves.selected(k, study_names)}
         if not groups:
             parser.error(f"--studies {list(study_names)} match no study")
     jobs = sorted(

@@ -19,6 +19,7 @@ __all__ = ["LocalStorage", "atomic_write_json"]
 _FORMAT = "stageplan-local"
 _VERSION = 1
 _META_FILE = "stageplan.json"
+_FOLDERS = ("transitions", "running", "checkpoints")  # what open() makes beside the header
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -99,7 +100,7 @@ class LocalStorage:
         if not meta_path.exists():
             # What the plan itself makes does not count: another worker opening the new
             # directory at this moment may have written its header and folders already.
-            ours = {_META_FILE, "transitions", "running", "checkpoints"}
+            ours = {_META_FILE, *_FOLDERS}
             foreign = [
                 p.name
                 for p in self.root.iterdir()
@@ -129,7 +130,7 @@ class LocalStorage:
             where=str(self.root),
             remedy="a new directory",
         )
-        for sub in ("transitions", "running", "checkpoints"):
+        for sub in _FOLDERS:
             (self.root / sub).mkdir(exist_ok=True)
 
     def records(self) -> dict[EdgeKey, TransitionRecord]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    rule = _rule_of(args)  # first: a bad option is reported before the function is imported
     graph = load_graph(args.graph)
     fn = load_function(args.fn)
-    try:
-        rule = _rule_of(args)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
     try:
         result = plan(
             graph,
@@ -199,21 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--mode", choices=["max", "min"], default="max")
-        p.add_argument("--family", default="exp")
-        p.add_argument("--delay", type=int, default=10)
-        p.add_argument("--max-epochs", type=int, default=None)
-        p.add_argument(
-            "--rule",
-            choices=["evidence", "paper"],
-            default="evidence",
-            help="knee rule: 'evidence' (default: stop once a gain is unlikely) or 'paper' "
-            "(the authors' t >= t* + delay)",
-        )
-        p.add_argument("--risk", type=float, default=None, help="evidence rule: stop below this")
-        p.add_argument("--tolerance", type=float, default=None, help="evidence: noise multiples")
-        p.add_argument("--resolution", type=float, default=None, help="evidence: metric's step")
-        p.add_argument("--ceiling", type=float, default=None, help="evidence: metric's best value")
-        p.add_argument("--keep", choices=["best", "knee", "auto"], default=None)
+        _add_rule_options(p)
         p.add_argument("--stale-after", type=float, default=600.0)
         p.add_argument("--out", help="write the plan JSON here")
         p.add_argument("--quiet", action="store_true")
@@ -221,16 +205,70 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _rule_of(args: argparse.Namespace) -> KneeRule:
-    """The knee rule of ``stageplan plan``'s options (validated by :class:`KneeRule`)."""
-    options = {
-        k: getattr(args, k)
-        for k in ("risk", "tolerance", "resolution", "ceiling", "keep")
-        if getattr(args, k) is not None
-    }
-    return KneeRule(
-        args.family, delay=args.delay, max_epochs=args.max_epochs, method=args.rule, **options
+# The knee rule's options as ``stageplan plan`` flags: (KneeRule keyword, type, choices, help).
+# A flag left out leaves KneeRule's own default (shown in --help); --rule picks the method.
+_RULE_OPTIONS: tuple[tuple[str, Callable[[str], Any], tuple[str, ...] | None, str], ...] = (
+    ("family", str, None, "curve family: exp, power, multi_power, multi_exp"),
+    ("delay", int, None, "epochs before the first fit (the paper's T)"),
+    ("horizon", int, None, "epochs [0, horizon) the peak is sought over"),
+    ("min_epochs", int, None, "never stop on the fit before this epoch"),
+    ("max_epochs", int, None, "always stop at this epoch; the evidence rule's budget"),
+    ("risk", float, None, "evidence: stop once the chance of a gain is below this"),
+    ("tolerance", float, None, "evidence: a gain counts above this many noise SDs"),
+    ("resolution", float, None, "evidence: the metric's smallest step (0: estimated)"),
+    ("ceiling", float, None, "evidence: the metric's best value (stop on reaching it)"),
+    ("schedule", str, ("constant", "cosine"),
+     "evidence: LR schedule within --max-epochs (cosine needs --max-epochs)"),
+    ("keep", str, ("best", "knee", "auto"), "checkpoint a stop keeps"),
+    ("patience", int, None, "guard: no stop while the best is within this many epochs"),
+    ("min_delta", float, None, "guard, with --patience: the smallest gain that counts"),
+    ("smooth", int, None, "guard, with --patience: trailing-mean window of the values"),
+    ("max_noise", float, None, "guard: no stop while the recent noise exceeds this"),
+)
+
+
+def _add_rule_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "knee rule", "the options of stageplan.knee.KneeRule (unset: the rule's default)"
     )
+    group.add_argument(
+        "--rule",
+        choices=["evidence", "paper"],
+        default="evidence",
+        help="knee rule: 'evidence' (default: stop once a gain is unlikely) or 'paper' "
+        "(KneeRule.paper: the authors' t >= t* + delay)",
+    )
+    defaults = inspect.signature(KneeRule).parameters
+    for name, kind, choices, text in _RULE_OPTIONS:
+        default = defaults[name].default
+        if name == "keep":
+            default = f"{KneeRule().keep}; with --rule paper, {KneeRule.paper().keep}"
+        if default is not None:
+            text += f" [default {default}]"
+        group.add_argument(
+            "--" + name.replace("_", "-"), type=kind, choices=choices, default=None, help=text
+        )
+
+
+def _rule_of(args: argparse.Namespace) -> KneeRule:
+    """The knee rule of ``stageplan plan``'s options (validated by :class:`KneeRule`).
+
+    ``--rule paper`` gives ``KneeRule.paper(...)`` with the same options.
+
+    Raises:
+        CliError: An option KneeRule refuses (its message, which names the option).
+    """
+    options = {
+        name: getattr(args, name)
+        for name, *_ in _RULE_OPTIONS
+        if getattr(args, name) is not None
+    }
+    try:
+        if args.rule == "paper":
+            return KneeRule.paper(**options)
+        return KneeRule(**options)
+    except ValueError as exc:
+        raise CliError(f"knee rule (--rule {args.rule}): {exc}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +209,97 @@ def test_plan_command_expected_failures_are_one_line(tmp_path: Path) -> None:
     records = [json.loads(p.read_text()) for p in (tmp_path / "store" / "transitions").glob("*")]
     assert records and all(r["status"] == "failed" and "out of memory" in r["error"]
                            for r in records)
+
+
+def _plan_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]) -> object:
+    """The rule ``stageplan plan`` with ``options`` planned with, as written in its plan."""
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "quick.py").write_text(
+        "def run(trial):\n    for epoch in trial.epochs():\n"
+        "        trial.report(10.0 - 9.0 / (1 + epoch) + 0.1 * (epoch % 2))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = TransitionGraph.grid(("size", [1, 2]), ("lr", [0.1]))
+    (tmp_path / "g.json").write_text(json.dumps(graph.to_dict()))
+    out = tmp_path / "plan.json"
+    argv = ["plan", "--graph", str(tmp_path / "g.json"), "--fn", "quick:run", "--storage",
+            str(tmp_path / "store"), "--out", str(out), "--quiet", *options]
+    assert main(argv) == 0
+    return Plan.load(out).rule
+
+
+def test_plan_command_takes_every_knee_rule_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each KneeRule option, set away from its default by its flag, reaches the planned rule."""
+    import inspect
+
+    from stageplan import KneeRule
+
+    options: dict[str, Any] = dict(
+        family="power", delay=4, horizon=500, min_epochs=5, max_epochs=12, risk=0.1,
+        tolerance=2.0, resolution=0.01, ceiling=100.0, schedule="cosine", keep="auto",
+        patience=3, min_delta=0.5, smooth=2, max_noise=5.0,
+    )
+    expected = KneeRule(**options)
+    # every option of the rule is covered here (and so has a flag): a new one must get one too
+    assert set(expected.to_dict()) == set(inspect.signature(KneeRule).parameters)
+    flags = [x for k, v in options.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    assert _plan_rule(tmp_path, monkeypatch, flags) == expected.to_dict()
+
+
+def test_plan_command_rule_paper_is_knee_rule_paper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stageplan import KneeRule
+    from stageplan.cli import _parser, _rule_of
+
+    def rule_of(*options: str) -> dict[str, object]:
+        args = _parser().parse_args(["plan", "--graph", "g", "--fn", "m:f", "--storage", "s",
+                                     *options])
+        return _rule_of(args).to_dict()
+
+    # no rule flag: KneeRule's own defaults (plan() then caps a rule without max_epochs)
+    assert rule_of("--rule", "paper") == KneeRule.paper().to_dict()
+    assert rule_of() == KneeRule().to_dict()
+    guards = ["--delay", "3", "--max-epochs", "9", "--keep", "best", "--patience", "4",
+              "--min-delta", "0.5", "--smooth", "2", "--max-noise", "1.5", "--min-epochs", "4"]
+    assert _plan_rule(tmp_path, monkeypatch, ["--rule", "paper", *guards]) == \
+        KneeRule.paper(delay=3, max_epochs=9, min_epochs=4, keep="best", patience=4,
+                       min_delta=0.5, smooth=2, max_noise=1.5).to_dict()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (["--risk", "1.5"], "risk must lie in (0, 1), got 1.5"),
+        (["--tolerance", "-1"], "tolerance must be a finite number >= 0, got -1.0"),
+        (["--patience", "0"], "patience must be >= 1, got 0"),
+        (["--patience", "3", "--smooth", "0"], "smooth must be >= 1, got 0"),
+        (["--min-delta", "0.5"], "min_delta and smooth refine the patience guard"),
+        (["--max-noise", "-2"], "max_noise must be a finite number >= 0, got -2.0"),
+        (["--schedule", "cosine"], "schedule='cosine' needs method='evidence'"),
+        (["--horizon", "5"], "horizon must be > delay=10, got 5"),
+        (["--min-epochs", "9", "--max-epochs", "3"], "max_epochs must be >= min_epochs=9"),
+        (["--family", "bogus"], "Unknown curve family 'bogus'"),
+        (["--rule", "paper", "--risk", "0.1"], "knee rule (--rule paper): risk, tolerance"),
+        (["--rule", "paper", "--keep", "auto"], "keep='auto' needs method='evidence'"),
+    ],
+)
+def test_plan_command_bad_rule_option_is_one_line(
+    tmp_path: Path, options: list[str], match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit status 2 and one error line naming the option, before the function is imported."""
+    argv = ["plan", "--graph", str(tmp_path / "missing.json"), "--fn", "no_such_mod:run",
+            "--storage", str(tmp_path / "s"), *options]
+    assert main(argv) == 2
+    line = _error_line(capsys.readouterr().err, "plan")
+    assert match in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_plan_command_unknown_schedule_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--graph", "g", "--fn", "m:f", "--storage", "s", "--schedule", "linear"])
+    assert exc.value.code == 2
+    assert "argument --schedule: invalid choice: 'linear'" in capsys.readouterr().err

@@ -76,6 +76,12 @@ class TrainConfig:
         knee_resolution: The smallest change of the planning metric the evidence rule counts
             as a gain (e.g. one validation video's share); 0: the rule estimates it from the
             values' spacing (see :class:`stageplan.knee.KneeRule`).
+        knee_options: Further :class:`stageplan.knee.KneeRule` options by keyword (``risk``,
+            ``tolerance``, ``keep``, ``schedule``, ``patience``, ``min_delta``, ``smooth``,
+            ``max_noise``, ``min_epochs``, ``horizon``), passed to the rule of either method
+            (``KneeRule.paper`` for ``"paper"``); ``{}``: the rule's defaults. The options
+            that have a field of their own (family, delay, method, ceiling, resolution,
+            max_epochs) are set there, not here.
         max_epochs: Epoch cap of one transition.
         val_size: Internal validation split (videos, or a fraction of the training list).
         cache_videos: Decode every video once and keep the frames in memory (small sets).
@@ -122,6 +128,7 @@ class TrainConfig:
     knee_method: str = "evidence"
     knee_ceiling: float | None = 1.0
     knee_resolution: float = 0.0
+    knee_options: dict[str, Any] = field(default_factory=dict)
     max_epochs: int = 300
     val_size: float | int = 0.1
     cache_videos: bool = False
@@ -136,13 +143,16 @@ class TrainConfig:
 
     # -- derived settings -------------------------------------------------------------------
     def knee_rule(self) -> KneeRule:
-        """The knee rule of these settings (family, delay, epoch cap, method, ceiling)."""
+        """The knee rule of these settings (family, delay, epoch cap, method, ceiling,
+        resolution and ``knee_options``)."""
         from stageplan import KneeRule
 
         if self.knee_method == "paper":
-            return KneeRule.paper(self.knee_family, self.knee_delay, max_epochs=self.max_epochs)
+            return KneeRule.paper(self.knee_family, self.knee_delay, max_epochs=self.max_epochs,
+                                  **self.knee_options)
         return KneeRule(self.knee_family, self.knee_delay, max_epochs=self.max_epochs,
-                        ceiling=self.knee_ceiling, resolution=self.knee_resolution)
+                        ceiling=self.knee_ceiling, resolution=self.knee_resolution,
+                        **self.knee_options)
 
     def clip_batch(self, clip_length: int, world_size: int = 1) -> tuple[int, int]:
         """Per-device batch and gradient-accumulation steps for ``clip_length``.
@@ -273,6 +283,7 @@ def _validate(cfg: TrainConfig) -> None:
          "a number >= 0")
     need(cfg.knee_method == "evidence" or cfg.knee_resolution == 0, "knee_resolution",
          "0 with knee_method='paper' (the paper's rule has no resolution)")
+    _validate_knee_options(cfg)
     vs = cfg.val_size
     need((_is_int(vs) and vs >= 1) or (isinstance(vs, float) and 0 < vs < 1), "val_size",
          "a video count >= 1 or a fraction in (0, 1)")
@@ -291,6 +302,44 @@ def _validate(cfg: TrainConfig) -> None:
     need(_is_int(cfg.seed), "seed", "an integer")
     need(isinstance(cfg.synthetic, dict), "synthetic", "a table of make_synthetic_dataset "
          "arguments")
+
+
+#: KneeRule keywords that have a TrainConfig field of their own, so ``knee_options`` refuses them.
+_KNEE_FIELDS = {"family": "knee_family", "delay": "knee_delay", "method": "knee_method",
+                "ceiling": "knee_ceiling", "resolution": "knee_resolution",
+                "max_epochs": "max_epochs"}
+
+
+def _validate_knee_options(cfg: TrainConfig) -> None:
+    """Refuse a ``knee_options`` the rule would not take, naming the key or value at fault.
+
+    Empty options are not checked here (the presets build no rule, nor import stageplan, on
+    import); non-empty ones are, by building the rule.
+    """
+    options = cfg.knee_options
+    if not isinstance(options, dict):
+        raise ConfigError(f"knee_options must be a table of KneeRule options, got {options!r}")
+    if not options:
+        return
+    import inspect
+
+    from stageplan import KneeRule
+
+    for key in options:
+        if key in _KNEE_FIELDS:
+            raise ConfigError(f"knee_options must not set {key!r} (got {options!r}): set the "
+                              f"config field {_KNEE_FIELDS[key]} instead")
+    valid = [k for k in inspect.signature(KneeRule).parameters if k not in _KNEE_FIELDS]
+    unknown = sorted(str(k) for k in options if k not in valid)
+    if unknown:
+        raise ConfigError(f"knee_options has unknown key {unknown[0]!r} (got {options!r}); "
+                          f"valid keys: {', '.join(valid)}")
+    try:
+        cfg.knee_rule()
+    except ValueError as exc:
+        raise ConfigError(f"knee_options must be KneeRule options valid with knee_method="
+                          f"{cfg.knee_method!r} and the other knee_* fields, got {options!r}: "
+                          f"{exc}") from None
 
 
 # ------------------------------------------------------------------------------ presets

@@ -81,6 +81,39 @@ def test_rule_for_uses_the_preset() -> None:
     assert rule_for(get_preset("events").replace(knee_resolution=1 / 72)).resolution == 1 / 72
 
 
+def test_knee_options_reach_the_rule_of_either_method() -> None:
+    from stageplan import KneeRule
+
+    cfg = get_preset("synthetic")
+    # without options: the rule as before (the fields alone)
+    assert rule_for(cfg).to_dict() == KneeRule("exp", 3, max_epochs=8, ceiling=1.0).to_dict()
+    evidence = {"risk": 0.1, "tolerance": 2.0, "keep": "auto", "schedule": "cosine",
+                "patience": 3, "min_delta": 0.01, "smooth": 2, "max_noise": 0.5,
+                "min_epochs": 4, "horizon": 500}
+    rule = rule_for(cfg.replace(knee_options=evidence))
+    assert rule.to_dict() == KneeRule("exp", 3, max_epochs=8, ceiling=1.0, **evidence).to_dict()
+    assert (rule.risk, rule.schedule, rule.keep, rule.min_epochs) == (0.1, "cosine", "auto", 4)
+    guards = {"keep": "best", "patience": 20, "min_delta": 0.5, "smooth": 5, "max_noise": 1.0}
+    paper = cfg.replace(knee_method="paper", knee_options=guards)
+    assert rule_for(paper).to_dict() == KneeRule.paper("exp", 3, max_epochs=8, **guards).to_dict()
+    assert rule_for(cfg.replace(knee_method="paper")).to_dict() == \
+        KneeRule.paper("exp", 3, max_epochs=8).to_dict()
+
+
+def test_knee_options_cover_every_rule_option() -> None:
+    """Every KneeRule keyword is a knee_* field, max_epochs, or a knee_options key."""
+    import inspect
+
+    from stageplan import KneeRule
+
+    fields = {"family", "delay", "method", "ceiling", "resolution", "max_epochs"}
+    for key in inspect.signature(KneeRule).parameters:
+        if key not in fields:  # accepted (the value is the rule's default)
+            default = inspect.signature(KneeRule).parameters[key].default
+            value = {"min_epochs": 2, "patience": 2}.get(key, default)
+            assert rule_for(get_preset("tiny").replace(knee_options={key: value}))
+
+
 def test_unknown_preset_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="unknown preset 'kinetics'.*kinetics400"):
         get_preset("kinetics")
@@ -104,6 +137,16 @@ def test_replace_rejects_unknown_keys_naming_valid_ones() -> None:
         ({"start_clip_lengths": 4}, "start_clip_lengths must be null or an integer from 1 to 3"),
         ({"knee_resolution": -0.1}, "knee_resolution must be a number >= 0, got -0.1"),
         ({"knee_resolution": 0.02, "knee_method": "paper"}, "knee_resolution must be 0 with"),
+        ({"knee_options": [0.1]}, r"knee_options must be a table of KneeRule .*got \[0.1\]"),
+        ({"knee_options": {"delay": 4}}, "must not set 'delay'.*set the config field knee_delay"),
+        ({"knee_options": {"max_epochs": 4}}, "set the config field max_epochs instead"),
+        ({"knee_options": {"ceiling": None}}, "set the config field knee_ceiling instead"),
+        ({"knee_options": {"risc": 0.1}}, "unknown key 'risc'.*valid keys:.*risk"),
+        ({"knee_options": {"risk": 1.5}}, r"knee_options must .*got \{'risk': 1.5\}: risk must"),
+        ({"knee_options": {"schedule": "linear"}}, "schedule must be one of"),
+        ({"knee_options": {"min_delta": 0.5}}, "min_delta and smooth refine the patience guard"),
+        ({"knee_options": {"risk": 0.1}, "knee_method": "paper", "knee_resolution": 0.0},
+         "knee_method='paper'.*belong to method='evidence'"),
     ],
 )
 def test_bad_values_are_named(changes: dict[str, object], match: str) -> None:
@@ -131,6 +174,24 @@ def test_config_files_json_and_toml(tmp_path: Path) -> None:
 def test_round_trip_through_dict() -> None:
     for cfg in PRESETS.values():
         assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    cfg = get_preset("events").replace(knee_options={"risk": 0.1, "keep": "auto"})
+    back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and back.knee_rule().to_dict() == cfg.knee_rule().to_dict()
+
+
+def test_config_files_set_knee_options(tmp_path: Path) -> None:
+    js = tmp_path / "c.json"
+    js.write_text(json.dumps({"knee_options": {"patience": 4, "min_delta": 0.02}}))
+    rule = load_config_file(js, get_preset("synthetic")).knee_rule()
+    assert (rule.patience, rule.min_delta) == (4, 0.02)
+    toml = tmp_path / "c.toml"
+    toml.write_text('knee_method = "paper"\n[knee_options]\nkeep = "best"\nmax_noise = 1\n')
+    rule = load_config_file(toml, get_preset("synthetic")).knee_rule()
+    assert (rule.method, rule.keep, rule.max_noise) == ("paper", "best", 1.0)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[knee_options]\nsmooth = 0\npatience = 2\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: knee_options .*smooth must be >= 1, got 0"):
+        load_config_file(bad, get_preset("synthetic"))
 
 
 @pytest.mark.parametrize(

@@ -84,9 +84,6 @@ EVIDENCE: dict[str, dict[str, Any]] = {
     "evidence-tol0.75": {"tolerance": 0.75},
     # told the stage's LR schedule: ``schedule="cosine"`` on a cosine stage, else the default
     "evidence-schedule": {"schedule": SCHEDULE_HINT},
-    # the same with gains under 3 noise sds ignored (chosen on NB201 curves outside the
-    # benchmark's every-3rd subset: the tuning source has no cosine curve)
-    "evidence-schedule-tol3": {"schedule": SCHEDULE_HINT, "tolerance": 3.0},
 }
 ORACLE_TOLERANCES = (0.1, 0.2, 0.5, 1.0)
 

@@ -322,3 +322,62 @@ def fit_monotone(t: FloatArray, y: FloatArray) -> FloatArray:
     sse = float(ym @ ym) - 2.0 * a2 * sxy + a2 * a2 * sxx
     k = int(np.argmin(sse))
     return np.array([a1[k], a2[k], _EXPONENTS[k]])
+
+
+def cosine_lr(t: FloatArray, budget: int) -> FloatArray:
+    """Share of the starting LR after epoch ``t`` of a cosine schedule that reaches 0 at
+    ``budget``: ``(1 + cos(pi t / budget)) / 2``.
+
+    Example:
+        >>> cosine_lr(np.array([0.0, 100.0, 200.0]), 200).round(3).tolist()
+        [1.0, 0.5, 0.0]
+    """
+    return 0.5 * (1.0 + np.cos(np.pi * t / budget))
+
+
+def anneal_forecast(lr: FloatArray, y: FloatArray, lr_ahead: FloatArray) -> Forecast:
+    """Forecast of a curve trained under an annealing LR, as a quadratic in the LR.
+
+    Late in an anneal the value a run reaches depends on the LR it is trained at, not on the
+    epoch: ``y = b0 + b1 lr + b2 lr^2``, fitted by least squares to the observed ``(lr, y)``
+    and read off at ``lr_ahead``. ``sd`` is the standard deviation of the *curve* there
+    (``s^2 x^T (X^T X)^+ x``), without the noise of one observation: the question is whether
+    the run will be better, not whether one noisy epoch will look better. ``noise`` is the
+    residual standard deviation ``s`` (3 parameters).
+
+    Example:
+        >>> lr = np.linspace(0.3, 0.05, 12)
+        >>> y = 90.0 - 20.0 * lr + 10.0 * lr**2 + 0.01 * np.cos(7.0 * lr)
+        >>> f = anneal_forecast(lr, y, np.array([0.0]))
+        >>> round(float(f.mean[0]), 2), f.noise < 1e-3
+        (90.01, True)
+    """
+    design = np.column_stack((np.ones_like(lr), lr, lr * lr))
+    ahead = np.column_stack((np.ones_like(lr_ahead), lr_ahead, lr_ahead * lr_ahead))
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    fitted = design @ coef
+    noise = residual_sd(y - fitted, design.shape[1])
+    cov = fit_covariance(design, noise, np.ones(design.shape[1], dtype=bool))
+    return Forecast(
+        fitted, prediction_sd(design, cov), noise, ahead @ coef, prediction_sd(ahead, cov)
+    )
+
+
+def curve_chance(mean: FloatArray, sd: FloatArray, level: float) -> float:
+    """Chance that the curve is above ``level`` at its most favourable epoch ahead: the
+    largest ``Phi((mean_i - level) / sd_i)`` (0 with no epoch ahead).
+
+    Example:
+        >>> round(curve_chance(np.array([0.0, 1.0]), np.array([1.0, 1.0]), 1.0), 3)
+        0.5
+    """
+    from scipy.special import ndtr
+
+    if mean.size == 0:
+        return 0.0
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(sd))):
+        return 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, (mean - level) / np.where(sd > 0, sd, 1.0), 0.0)
+    z = np.where(sd > 0, z, np.where(mean > level, np.inf, -np.inf))
+    return float(np.max(ndtr(z)))

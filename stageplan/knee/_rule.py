@@ -12,7 +12,10 @@ from stageplan._direction import Direction
 from stageplan.knee._decision import KneeDecision
 from stageplan.knee._evidence import (
     Evidence,
+    anneal_forecast,
     bic_weight,
+    cosine_lr,
+    curve_chance,
     fit_monotone,
     forecast,
     shrunk,
@@ -64,19 +67,23 @@ ANNEALED = 0.1
 """Under ``schedule="cosine"`` the evidence is drawn from the epochs whose learning rate is at
 most this share of the starting one: the regime of a stage after a step drop (a tenth of the
 starting LR), on which the evidence rule was tuned."""
+ANNEAL_FIT = 0.3
+"""Under ``schedule="cosine"`` the evidence fits the value as a quadratic in the LR over the
+epochs whose LR is at most this share of the starting one (epoch 127 of 200 on): the quadratic
+needs a stretch of the anneal to see its curvature (see :func:`_evidence.anneal_forecast`)."""
 
 
-def anneal_origin(max_epochs: int) -> int:
-    """First epoch of a cosine schedule over ``max_epochs`` whose LR is at most ``ANNEALED``.
+def anneal_origin(max_epochs: int, share: float = ANNEALED) -> int:
+    """First epoch of a cosine schedule over ``max_epochs`` whose LR is at most ``share``.
 
     The LR after epoch ``t`` is ``(1 + cos(pi t / max_epochs)) / 2`` of the start, so this is
-    the first integer ``t >= max_epochs * acos(2 ANNEALED - 1) / pi``.
+    the first integer ``t >= max_epochs * acos(2 share - 1) / pi``.
 
     Example:
-        >>> anneal_origin(200), anneal_origin(10)
-        (160, 8)
+        >>> anneal_origin(200), anneal_origin(10), anneal_origin(200, ANNEAL_FIT)
+        (160, 8, 127)
     """
-    x = max_epochs * math.acos(2.0 * ANNEALED - 1.0) / math.pi
+    x = max_epochs * math.acos(2.0 * share - 1.0) / math.pi
     return min(max_epochs, math.ceil(x - 1e-9))
 
 
@@ -274,11 +281,15 @@ class KneeRule:
             ``"constant"`` (default): the LR the curve was trained at holds to ``max_epochs``
             (a stage of a step schedule), so the curve so far speaks for the epochs left.
             ``"cosine"``: the LR anneals to 0 at ``max_epochs`` (required), so a flat phase at
-            a high LR says nothing about the epochs left; the fit and the evidence then use
-            only the epochs from ``origin`` on, the first whose LR is at most ``ANNEALED``
-            (a tenth) of the start (epoch 160 of 200), counted from there, and the rule never
-            stops on the evidence before ``origin + delay``. ``KneeDecision.params`` are then
-            those of that window (its epoch 0 is ``origin``).
+            a high LR says nothing about the epochs left. The rule never stops on the
+            evidence before ``origin + delay``, ``origin`` the first epoch whose LR is at most
+            ``ANNEALED`` (a tenth) of the start (epoch 160 of 200); the family is fitted to the
+            epochs from ``origin`` on (``KneeDecision.params`` are those of that window, its
+            epoch 0 is ``origin``). The evidence models the value as a quadratic in the LR
+            over the epochs whose LR is at most ``ANNEAL_FIT`` of the start, and stops once the
+            chance that the *curve* (not one noisy epoch) beats the best observed value by
+            more than the threshold before the budget ends is below ``risk``; it keeps the
+            best observed epoch.
 
     The guarded variant of the paper's rule measured in ``benchmarks/RESULTS.md`` is
     ``KneeRule.paper(max_noise=1.0, patience=20, min_delta=0.5, smooth=5, keep="best")``
@@ -692,7 +703,11 @@ class KneeRule:
         n_finite = int(np.count_nonzero(np.isfinite(zw)))
         n_needed = get_family(self._family).n_params + _MIN_DOF
         if self._method == "evidence" and n_finite >= n_needed:
-            evidence = self._evidence(zw, params, float(z[best]), origin)
+            evidence = (
+                self._anneal_evidence(z, float(z[best]))
+                if self._schedule == "cosine"
+                else self._evidence(zw, params, float(z[best]), origin)
+            )
             if self._keep == "auto":
                 knee = evidence.keep
         if self._keep == "best":
@@ -816,6 +831,31 @@ class KneeRule:
             if np.any(np.isfinite(est)):
                 keep = origin + int(finite[int(np.argmax(est))])
         return Evidence(chance, threshold, main.noise, origin + end, keep)
+
+    def _anneal_evidence(self, z: FloatArray, top: float) -> Evidence:
+        """The evidence under ``schedule="cosine"``: the value as a quadratic in the LR over
+        the epochs from ``anneal_origin(max_epochs, ANNEAL_FIT)`` on (:func:`anneal_forecast`),
+        and the chance that the curve, at its best epoch ahead, beats ``top`` by more than
+        ``max(resolution, tolerance * noise)`` (:func:`curve_chance`). The best observed epoch
+        is kept (``keep="auto"`` too: the quadratic has no peak to prefer).
+        """
+        assert self._max_epochs is not None  # checked in __init__ for schedule="cosine"
+        budget = self._max_epochs
+        t = z.size - 1
+        start = anneal_origin(budget, ANNEAL_FIT)
+        epochs = np.arange(start, t + 1, dtype=np.float64)
+        window = z[start:]
+        finite = np.isfinite(window)
+        epochs, y = epochs[finite], window[finite]
+        if y.size < 3 + _MIN_DOF:  # too few values for a quadratic with residual noise
+            return Evidence(1.0, math.nan, math.nan, budget, best_observed_epoch(z))
+        ahead = np.arange(t + 1, budget + 1, dtype=np.float64)
+        f = anneal_forecast(cosine_lr(epochs, budget), y, cosine_lr(ahead, budget))
+        resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
+        scale = max(abs(top), float(np.ptp(y)))
+        threshold = max(resolution, self._tolerance * f.noise, _MIN_GAIN * scale)
+        chance = curve_chance(f.mean, f.sd, top + threshold)
+        return Evidence(chance, threshold, f.noise, budget, best_observed_epoch(z))
 
     def _budget_end(self, t: int) -> int:
         """Last epoch the evidence rule looks at: ``max_epochs``, or ``2 t`` without one."""

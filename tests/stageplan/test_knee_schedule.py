@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from stageplan.knee import KneeRule
-from stageplan.knee._rule import ANNEALED, anneal_origin
+from stageplan.knee._rule import ANNEAL_FIT, ANNEALED, anneal_origin
 
 
 def _cosine_curve(budget: int, seed: int) -> np.ndarray:
@@ -75,33 +75,77 @@ def test_no_stop_on_the_evidence_while_the_cosine_lr_is_high() -> None:
     assert early_stops >= 1
 
 
-@settings(max_examples=25, deadline=None)
+def _brute_chance(values: np.ndarray, budget: int, tolerance: float) -> float:
+    """The hinted rule's chance of a gain, computed directly: a quadratic in the cosine LR
+    fitted to the epochs whose LR is at most ANNEAL_FIT of the start, its curve's standard
+    deviation ahead, the largest chance over the epochs left of beating the best by
+    ``tolerance`` residual sds (continuous values: no resolution)."""
+    from scipy.stats import norm
+
+    def lr(t: np.ndarray) -> np.ndarray:
+        return 0.5 * (1.0 + np.cos(np.pi * t / budget))  # type: ignore[no-any-return]
+
+    t = values.size - 1
+    start = next(k for k in range(budget + 1) if lr(np.array(float(k))) <= ANNEAL_FIT + 1e-12)
+    seen = np.arange(start, t + 1, dtype=np.float64)
+    y = values[start:]
+    coef, cov = np.polyfit(lr(seen), y, 2, cov="unscaled")
+    s = float(np.sqrt(np.sum((np.polyval(coef, lr(seen)) - y) ** 2) / (y.size - 3)))
+    ahead = np.arange(t + 1, budget + 1, dtype=np.float64)
+    x = np.vander(lr(ahead), 3)
+    sd = s * np.sqrt(np.einsum("ij,jk,ik->i", x, cov, x))
+    level = float(values.max()) + tolerance * s
+    return float(np.max(norm.sf((level - x @ coef) / sd)))
+
+
+@settings(max_examples=15, deadline=None)
 @given(
     st.integers(40, 120),
     st.integers(0, 10_000),
     st.floats(0.05, 1.0),
+    st.sampled_from([0.5, 1.0, 2.0]),
 )
-def test_cosine_decides_like_the_constant_rule_on_the_annealed_window(
-    budget: int, seed: int, noise: float
+def test_cosine_evidence_is_a_quadratic_in_the_lr_checked_by_brute_force(
+    budget: int, seed: int, noise: float, tolerance: float
 ) -> None:
-    """Brute force: the hinted rule is the plain rule applied to the epochs from the origin on
-    (the earlier epochs only lower: the best is in the window), shifted by the origin."""
+    """Brute force (numpy's polyfit and scipy's normal): the hinted rule's chance and its
+    decision (stop iff the chance is below ``risk``) from the annealed window on."""
     origin = anneal_origin(budget)
-    rng = np.random.default_rng(seed)
-    t = np.arange(budget + 1 - origin, dtype=np.float64)
-    window = 80.0 - 10.0 * np.exp(-0.3 * t) + rng.normal(0.0, noise, t.size)
-    prefix = rng.uniform(10.0, 60.0, origin)
-    values = np.concatenate((prefix, window))
-    hinted = KneeRule(max_epochs=budget, schedule="cosine")
-    plain = KneeRule(max_epochs=budget - origin)
-    for end in range(origin, budget + 1, 3):
-        a = hinted.decide(values[: end + 1])
-        b = plain.decide(window[: end + 1 - origin])
-        assert (a.stop, a.reason) == (b.stop, b.reason)
-        if b.knee_epoch is not None:
-            assert a.knee_epoch == b.knee_epoch + origin
-        if b.gain_chance is not None:
-            assert a.gain_chance == pytest.approx(b.gain_chance, rel=1e-9, abs=1e-12)
+    values = _cosine_curve(budget, seed)
+    values[origin:] += np.random.default_rng(seed + 1).normal(0.0, noise, budget + 1 - origin)
+    rule = KneeRule(max_epochs=budget, schedule="cosine", tolerance=tolerance)
+    for end in range(origin + rule.delay, budget, 4):
+        d = rule.decide(values[: end + 1])
+        assert d.gain_chance is not None
+        brute = _brute_chance(values[: end + 1], budget, tolerance)
+        assert d.gain_chance == pytest.approx(brute, rel=1e-6, abs=1e-9)
+        assert d.stop == (brute < rule.risk)
+        assert d.knee_epoch == int(np.argmax(values[: end + 1]))
+
+
+def test_the_hinted_rule_saves_the_last_epochs_of_a_converged_anneal() -> None:
+    """A curve whose climb is over before the end (a quadratic in the LR with its top at
+    LR 0.02) stops at the first epoch the window allows, losing less than 3 noise sds; one
+    still climbing to the end (linear in the LR) runs until its remaining gain is about the
+    noise, in the last few epochs."""
+    budget = 200
+    t = np.arange(budget + 1, dtype=np.float64)
+    lr = 0.5 * (1.0 + np.cos(np.pi * t / budget))
+    rule = KneeRule(max_epochs=budget, schedule="cosine")
+    done_epochs, steep_epochs = [], []
+    for seed in range(6):
+        noise = np.random.default_rng(seed).normal(0.0, 0.05, t.size)
+        done = 90.0 - 40.0 * np.maximum(lr - 0.02, 0.0) ** 2 + noise
+        d = rule.replay(done)
+        assert d.stop and d.reason == "converged"
+        assert float(done.max() - done[d.knee_epoch]) < 3 * 0.05
+        done_epochs.append(d.epoch)
+        steep = 90.0 - 60.0 * lr + noise
+        d = rule.replay(steep)
+        assert float(steep.max() - steep[d.knee_epoch]) < 3 * 0.05
+        steep_epochs.append(d.epoch)
+    assert max(done_epochs) < budget - 20
+    assert min(steep_epochs) >= budget - 6
 
 
 def test_a_cosine_curve_that_diverges_in_its_high_lr_phase_still_stops() -> None:

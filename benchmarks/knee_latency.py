@@ -1,8 +1,9 @@
 """Decision latency of the knee rule: warm-started tracker vs a cold fit, per epoch.
 
-For each rule (``evidence``: the default ``KneeRule(family)``; ``paper``:
-``KneeRule.paper(family)``), curve family and run length n (50, 150, 300 epochs) a seeded noisy
-curve of that family (noise std 1 point on a ~60-point rise, peak near epoch 170) is fed through
+For each rule (``evidence``: the default ``KneeRule(family)``; ``evidence-cosine``: the same
+with ``schedule="cosine"`` over the run; ``paper``: ``KneeRule.paper(family)``), curve family
+and run length n (50, 150, 300 epochs) a seeded noisy curve of that family (noise std 1 point
+on a ~60-point rise, peak near epoch 170) is fed through
 ``rule.tracker()`` one epoch at a time. The figures are the wall time of the decisions at the
 last ``--window`` epochs up to n (median and max), for the tracker (warm start from the previous
 epoch's fit) and for ``rule.decide`` without ``init`` (cold start, every data-driven start tried)
@@ -37,7 +38,18 @@ TRUTH: dict[str, tuple[float, ...]] = {
     "multi_power": (85.0, -40.0, -1.2, -25.0, -0.4, 0.12, -0.00035),
 }
 TARGET_MS = 2.0  # median warm decision of the default rule at 300 epochs, family "exp"
-RULES = ("evidence", "paper")
+RULES = ("evidence", "evidence-cosine", "paper")
+
+
+def make_rule(method: str, family: str, n: int) -> KneeRule:
+    """``evidence``: ``KneeRule(family)``; ``evidence-cosine``: the same told that the LR
+    anneals to 0 at ``n`` (``schedule="cosine"``, the quadratic-in-LR evidence); ``paper``:
+    ``KneeRule.paper(family)``."""
+    if method == "evidence":
+        return KneeRule(family)
+    if method == "evidence-cosine":
+        return KneeRule(family, max_epochs=n, schedule="cosine")
+    return KneeRule.paper(family)
 
 
 def measure(
@@ -47,7 +59,7 @@ def measure(
     rng = np.random.default_rng(seed)
     values = curve(family, TRUTH[family], np.arange(n + 1, dtype=np.float64))
     values = values + rng.standard_normal(n + 1)
-    rule = KneeRule(family) if method == "evidence" else KneeRule.paper(family)
+    rule = make_rule(method, family, n)
     tracker = rule.tracker()
     first = max(n - window + 1, rule.delay)
     warm: list[float] = []
@@ -97,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         measure(f, n, window, method=m) for f in sorted(FAMILIES) for n in lengths for m in RULES
     ]
     header = (
-        f"{'rule':<9} {'family':<12} {'epochs':>6} {'warm med ms':>11} {'warm cpu ms':>11} "
+        f"{'rule':<15} {'family':<12} {'epochs':>6} {'warm med ms':>11} {'warm cpu ms':>11} "
         f"{'warm max ms':>11} {'cold med ms':>11} {'cold max ms':>11} {'cold/warm':>9}"
     )
-    print(header)
+    print(header, flush=True)
     for r in rows:
         print(
-            f"{r['rule']:<9} {r['family']:<12} {r['epochs']:>6} {r['warm_median_ms']:>11.2f} "
+            f"{r['rule']:<15} {r['family']:<12} {r['epochs']:>6} {r['warm_median_ms']:>11.2f} "
             f"{r['warm_cpu_median_ms']:>11.2f} {r['warm_max_ms']:>11.2f} "
             f"{r['cold_median_ms']:>11.2f} {r['cold_max_ms']:>11.2f} "
             f"{r['cold_over_warm']:>9.1f}"

@@ -24,7 +24,7 @@ def test_knee_latency_quick(tmp_path: Path) -> None:
     payload = json.loads(out.read_text())
     rows = payload["rows"]
     assert {r["family"] for r in rows} == {"exp", "power", "multi_exp", "multi_power"}
-    assert {r["rule"] for r in rows} == {"evidence", "paper"}
+    assert {r["rule"] for r in rows} == {"evidence", "evidence-cosine", "paper"}
     for row in rows:
         assert row["epochs"] == 50
         assert row["decisions_timed"] == 3

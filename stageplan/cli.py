@@ -133,7 +133,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    rule = _rule_of(args)  # first: a bad option is reported before the function is imported
+    try:  # first: a bad option is reported before the function is imported
+        rule = _rule_of(args)
+    except ValueError as exc:
+        raise CliError(f"knee rule (--rule {args.rule}): {exc}") from exc
     graph = load_graph(args.graph)
     fn = load_function(args.fn)
     try:
@@ -256,19 +259,16 @@ def _rule_of(args: argparse.Namespace) -> KneeRule:
     ``--rule paper`` gives ``KneeRule.paper(...)`` with the same options.
 
     Raises:
-        CliError: An option KneeRule refuses (its message, which names the option).
+        ValueError: An option KneeRule refuses (its message names the option).
     """
     options = {
         name: getattr(args, name)
         for name, *_ in _RULE_OPTIONS
         if getattr(args, name) is not None
     }
-    try:
-        if args.rule == "paper":
-            return KneeRule.paper(**options)
-        return KneeRule(**options)
-    except ValueError as exc:
-        raise CliError(f"knee rule (--rule {args.rule}): {exc}") from exc
+    if args.rule == "paper":
+        return KneeRule.paper(**options)
+    return KneeRule(**options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -163,3 +163,23 @@ def test_a_best_epoch_before_the_annealed_window_is_kept_without_a_fitted_value(
     d = KneeRule(max_epochs=budget, schedule="cosine").replay(np.asarray(values))
     assert d.stop and d.knee_epoch == 5 and d.fitted_value is None
     assert d.epoch >= origin + 10
+
+
+def test_a_cosine_loss_curve_decides_like_its_negated_accuracy() -> None:
+    budget = 120
+    values = _cosine_curve(budget, 3)
+    rule = KneeRule(max_epochs=budget, schedule="cosine")
+    up = rule.replay(values)
+    down = rule.replay(-values, mode="min")
+    assert (down.epoch, down.reason, down.knee_epoch) == (up.epoch, up.reason, up.knee_epoch)
+    assert down.gain_chance == pytest.approx(up.gain_chance)
+
+
+def test_a_flat_annealed_window_stops_at_the_first_epoch_allowed() -> None:
+    budget = 100
+    origin, fit_start = anneal_origin(budget), anneal_origin(budget, ANNEAL_FIT)
+    values = np.concatenate(
+        (np.linspace(10.0, 70.0, fit_start), np.full(budget + 1 - fit_start, 70.0))
+    )
+    d = KneeRule(max_epochs=budget, schedule="cosine").replay(values)
+    assert d.stop and d.reason == "converged" and d.epoch == origin + 10

@@ -814,9 +814,7 @@ class KneeRule:
         fam = get_family(self._family)
         auto = self._keep == "auto"
         main = forecast(fam, np.asarray(params), tf, y, ahead, fitted_sd=auto)
-        resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
-        scale = max(abs(top), float(np.ptp(y)))
-        threshold = max(resolution, self._tolerance * main.noise, _MIN_GAIN * scale)
+        threshold = self._gain_threshold(y, top, main.noise)
         level = top + threshold
         chance = main.chance(level)
         if finite.size >= MONOTONE.n_params + _MIN_DOF:
@@ -831,6 +829,14 @@ class KneeRule:
             if np.any(np.isfinite(est)):
                 keep = origin + int(finite[int(np.argmax(est))])
         return Evidence(chance, threshold, main.noise, origin + end, keep)
+
+    def _gain_threshold(self, y: FloatArray, top: float, noise: float) -> float:
+        """The gain over ``top`` that counts, for fitted values ``y`` with residual ``noise``:
+        ``max(resolution, tolerance * noise)`` (the resolution read off ``y`` when not given),
+        and never below ``_MIN_GAIN`` of the metric's scale."""
+        resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
+        scale = max(abs(top), float(np.ptp(y)))
+        return max(resolution, self._tolerance * noise, _MIN_GAIN * scale)
 
     def _anneal_evidence(self, z: FloatArray, top: float) -> Evidence:
         """The evidence under ``schedule="cosine"``: the value as a quadratic in the LR over
@@ -851,9 +857,7 @@ class KneeRule:
             return Evidence(1.0, math.nan, math.nan, budget, best_observed_epoch(z))
         ahead = np.arange(t + 1, budget + 1, dtype=np.float64)
         f = anneal_forecast(cosine_lr(epochs, budget), y, cosine_lr(ahead, budget))
-        resolution = self._resolution if self._resolution > 0 else tie_resolution(y)
-        scale = max(abs(top), float(np.ptp(y)))
-        threshold = max(resolution, self._tolerance * f.noise, _MIN_GAIN * scale)
+        threshold = self._gain_threshold(y, top, f.noise)
         chance = curve_chance(f.mean, f.sd, top + threshold)
         return Evidence(chance, threshold, f.noise, budget, best_observed_epoch(z))
 

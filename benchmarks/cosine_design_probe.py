@@ -34,16 +34,10 @@ import _curves  # noqa: E402
 from stageplan.knee import KneeRule  # noqa: E402
 from stageplan.knee._rule import anneal_origin  # noqa: E402
 
+# (fit_share, degree, chance, risk): the grid of fit windows and degrees at the default risk,
+# then the chosen window at other risks and the "some noisy epoch" chance
 VARIANTS = [
-    # (fit_share, degree, chance, risk)
-    (0.1, 1, "curve", 0.2),
-    (0.1, 2, "curve", 0.2),
-    (0.2, 1, "curve", 0.2),
-    (0.2, 2, "curve", 0.2),
-    (0.3, 1, "curve", 0.2),
-    (0.3, 2, "curve", 0.2),
-    (0.5, 1, "curve", 0.2),
-    (0.5, 2, "curve", 0.2),
+    *((share, degree, "curve", 0.2) for share in (0.1, 0.2, 0.3, 0.5) for degree in (1, 2)),
     (0.3, 2, "curve", 0.1),
     (0.3, 2, "curve", 0.3),
     (0.3, 2, "epoch", 0.2),
